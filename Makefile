@@ -1,0 +1,28 @@
+# The two commands of the README: `make demo` and `make test`. The rest are their steps.
+.PHONY: demo test setup lint typecheck firmware-check pytest
+
+VENV := .venv/bin
+PYRIGHT := node_modules/.bin/pyright
+
+demo: setup
+	$(VENV)/python -m hw.demo
+
+test: setup lint typecheck firmware-check pytest
+
+setup:
+	@bash .ci/setup
+
+lint:
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+typecheck:
+	$(PYRIGHT)
+	$(PYRIGHT) -p firmware/pyright-esp32.json
+	$(PYRIGHT) -p firmware/pyright-picow.json
+
+firmware-check:
+	$(VENV)/bankiot firmware compile
+
+pytest:
+	$(VENV)/pytest

@@ -1,0 +1,57 @@
+"""The ``bankiot`` command: one entry point, subcommands grouped by role.
+
+Each role's group lives with its layer and is imported only when used, so a Raspberry Pi
+gateway (no Flask) and the cloud (no bleak) both run ``bankiot`` without the other's
+dependencies. A group whose extra is not installed says which one to install.
+
+Only commands that work are listed here; each issue that adds a command adds its row.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import bankiot_core
+import click
+
+# name -> (module, attribute, extra that provides its dependencies, one-line help)
+COMMAND_GROUPS: dict[str, tuple[str, str, str, str]] = {
+    "firmware": ("provisioning.firmware_cli", "firmware", "field", "Build the board firmware."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *COMMAND_GROUPS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMAND_GROUPS:
+            return super().get_command(ctx, cmd_name)
+        module_name, attribute, extra, _ = COMMAND_GROUPS[cmd_name]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            raise click.ClickException(
+                "`bankiot %s` needs the %s extra (missing module %s): "
+                "pip install 'bankiot[%s]'" % (cmd_name, extra, exc.name, extra)
+            ) from exc
+        command = getattr(module, attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(bankiot_core.VERSION, prog_name="bankiot")
+def cli() -> None:
+    """bankiot: BLE gateways, sealed end-to-end delivery and a cloud for banks."""
+
+
+def main() -> None:
+    """Entry point of the ``bankiot`` console script."""
+    cli(prog_name="bankiot")
+
+
+if __name__ == "__main__":
+    main()
