@@ -1,7 +1,10 @@
 // Runs one script in real MicroPython (the WebAssembly port) and reports what happened.
 //
 // Request (JSON on stdin):
-//   code      Python source to run (top-level await allowed)
+//   code      Python source to run (top-level await allowed), or a list of sources run one
+//             after the other in the same VM and globals. Between steps control returns to
+//             JS: this port only reclaims garbage then (a gc.collect() inside a running
+//             script frees nothing, because the WebAssembly stack cannot be scanned).
 //   mounts    [[hostDir, deviceDir], ...] copied into the in-memory filesystem first
 //   files     {devicePath: base64} extra files written after the mounts
 //   export    [deviceDir, ...] whose files are returned after the run
@@ -61,7 +64,9 @@ for (const [path, b64] of Object.entries(request.files || {})) {
 }
 let error = null;
 try {
-  await mp.runPythonAsync(request.code);
+  for (const step of Array.isArray(request.code) ? request.code : [request.code]) {
+    await mp.runPythonAsync(step);
+  }
 } catch (e) {
   if (e && e.name === "PythonError") error = { type: e.type, traceback: e.message };
   else error = { type: "RuntimeError", traceback: String(e && e.stack ? e.stack : e) };

@@ -8,7 +8,10 @@ on the interpreter the boards run, not on CPython pretending. Each run starts a 
 returns what it printed and the exception it raised, if any.
 
 The port's heap grows on demand, so it does not model a board's memory limit; measure with
-:meth:`MicroPythonRunner.heap_delta` and compare with the budget instead.
+:meth:`MicroPythonRunner.heap_delta` and compare with the budget instead. This port only
+reclaims garbage between top-level calls (a ``gc.collect()`` in the middle of a script
+frees nothing: the WebAssembly stack cannot be scanned), so ``run`` accepts a list of
+steps that share one VM, and ``heap_delta`` measures between steps.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,7 +103,7 @@ class MicroPythonRunner:
 
     def run(
         self,
-        code: str,
+        code: str | Sequence[str],
         *,
         fakes: Iterable[str] = (),
         files: Mapping[str, bytes | str] | None = None,
@@ -108,6 +111,9 @@ class MicroPythonRunner:
         export: Iterable[str] = (),
     ) -> MicroPythonRun:
         """Run ``code`` in a fresh VM and return what happened.
+
+        ``code`` may be a list of sources run one after the other with shared globals;
+        garbage is reclaimed between them. An exception stops the run at its step.
 
         ``fakes`` names hardware stand-ins from ``hw/fakes`` to install in ``/lib``
         (for example ``("machine", "bluetooth")``); ``files`` adds device files;
@@ -124,7 +130,7 @@ class MicroPythonRunner:
         for path, content in (files or {}).items():
             all_files[path] = content.encode() if isinstance(content, str) else content
         request = {
-            "code": code,
+            "code": code if isinstance(code, str) else list(code),
             "mounts": [
                 [str(host), device] for device, host in {**self.mounts, **(mounts or {})}.items()
             ],
@@ -166,18 +172,13 @@ class MicroPythonRunner:
         keeps alive (what a board would lose for good), not what it allocated on the way.
         Objects must be kept reachable from globals to be counted.
         """
-        script = "\n".join(
-            [
-                "import gc",
-                setup,
-                "gc.collect()",
-                "__before = gc.mem_alloc()",
-                code,
-                "gc.collect()",
-                "print(%r, gc.mem_alloc() - __before)" % _HEAP_MARK,
-            ]
-        )
-        result = self.run(script, **kwargs).check()
+        steps = [
+            "import gc\n" + setup,
+            "gc.collect()\n__before = gc.mem_alloc()",
+            code,
+            "gc.collect()\nprint(%r, gc.mem_alloc() - __before)" % _HEAP_MARK,
+        ]
+        result = self.run(steps, **kwargs).check()
         for line in result.stdout.splitlines():
             if line.startswith(_HEAP_MARK):
                 return int(line.split()[1])

@@ -82,5 +82,20 @@ def test_fake_hardware_modules_are_injectable(micropython: MicroPythonRunner) ->
 def test_heap_probe_measures_what_code_keeps(micropython: MicroPythonRunner) -> None:
     nothing = micropython.heap_delta("", "x = None")
     kept = micropython.heap_delta("", "buffers = [bytearray(1000) for _ in range(8)]")
-    assert nothing < 64
+    # 2 MB of garbage made on the way must not count: only what stays reachable.
+    churn = micropython.heap_delta(
+        "",
+        "buffers = [bytearray(1000) for _ in range(8)]\nfor _ in range(20):\n"
+        "    junk = bytearray(100000)\njunk = None",
+    )
+    assert nothing < 128  # a new global may grow the globals dict
     assert 8000 <= kept < 9000
+    assert 8000 <= churn < 9000
+
+
+def test_steps_share_globals_and_stop_at_the_failing_step(
+    micropython: MicroPythonRunner,
+) -> None:
+    run = micropython.run(["x = 41", "x += 1\nprint(x)", "raise OSError(5)", "print('no')"])
+    assert run.stdout.split() == ["42"]
+    assert run.error is not None and run.error.type == "OSError"

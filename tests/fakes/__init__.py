@@ -1,0 +1,1 @@
+"""Tests of the hardware stand-ins in hw/fakes, on CPython and on MicroPython."""
