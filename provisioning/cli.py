@@ -10,12 +10,15 @@ Only commands that work are listed here; each issue that adds a command adds its
 from __future__ import annotations
 
 import importlib
+import sys
+
+import click
 
 import bankiot_core
-import click
 
 # name -> (module, attribute, extra that provides its dependencies, one-line help)
 COMMAND_GROUPS: dict[str, tuple[str, str, str, str]] = {
+    "adv": ("provisioning.adv_cli", "adv", "field", "Decode BLE advertisements."),
     "firmware": ("provisioning.firmware_cli", "firmware", "field", "Build the board firmware."),
 }
 
@@ -48,10 +51,32 @@ def cli() -> None:
     """bankiot: BLE gateways, sealed end-to-end delivery and a cloud for banks."""
 
 
-def main() -> None:
-    """Entry point of the ``bankiot`` console script."""
-    cli(prog_name="bankiot")
+def main(argv: list[str] | None = None) -> int:
+    """Run ``bankiot`` with ``argv`` (default: the command line); return the exit code.
+
+    Every error, a wrong flag included, is one line on stderr: ``Error: ...``.
+    """
+    try:
+        cli.main(args=argv, prog_name="bankiot", standalone_mode=False)
+    except click.UsageError as exc:
+        hint = " (see: %s --help)" % exc.ctx.command_path if exc.ctx else ""
+        click.echo("Error: %s%s" % (exc.format_message(), hint), err=True)
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        return 1
+    return 0
+
+
+def entry_point() -> None:
+    """The ``bankiot`` console script."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":
-    main()
+    entry_point()

@@ -450,6 +450,16 @@ class FilterPipeline:
             return None
         return Output(key, _NONE if out is None else out, events)
 
+    def is_paired(self, address):
+        """True when ``address`` (6 bytes) is a paired device, directly or as a resolvable
+        private address of one."""
+        return self._allow.identity(address) is not None
+
+    def count_not_paired(self):
+        """Count a frame dropped before ``process`` because its sender is not paired."""
+        self._counts["frames_in"] += 1
+        self._counts["frames_not_paired"] += 1
+
     def tick(self, now_ms):
         """Housekeeping at ``now_ms``; returns the presence events it caused (a list).
 
