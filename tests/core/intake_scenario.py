@@ -23,7 +23,7 @@ def _mac(text):
     return bytes(binascii.unhexlify(text))
 
 
-def run(frames):
+def run(frames, repeat_cache=0):
     intake = Intake(
         {
             "paired": ["54:48:E6:8F:80:A5", "C0:FF:EE:00:00:01"],
@@ -31,9 +31,11 @@ def run(frames):
             "dedup_window_ms": 10000,
         },
         keys={_mac(SENSOR): BindKey(SENSOR_KEY)},
+        repeat_cache=repeat_cache,
     )
-    outcome = {}
+    outcome = {"order": []}
     for name, address, rssi, payload, now in frames:
+        outcome["order"].append(name)
         out = intake.advertisement(_mac(address), rssi, binascii.unhexlify(payload), now)
         if out is None:
             outcome[name] = None

@@ -65,3 +65,36 @@ def test_round_trip(mac: bytes) -> None:
 def test_random_text_raises_only_core_errors(text: str) -> None:
     with contextlib.suppress(CoreError):
         assert len(mac_from_str(text)) == 6
+
+
+ACCEPTED = ["AA:BB:CC:DD:EE:01", "aa:bb:cc:dd:ee:01", "AA-BB-CC-DD-EE-01", "aabbccddee01"]
+REJECTED = [
+    "",
+    "AA:BB:CC:DD:EE",
+    "AA:BB:CC:DD:EE:0G",
+    "AA:BB-CC:DD:EE:01",
+    "A:ABB:CC:DD:EE:01",
+    "AABBCCDDEE01FF",
+    "+a:bb:cc:dd:ee:01",
+    " aabbccddee0",
+]
+
+
+def test_same_forms_under_micropython(micropython) -> None:
+    out = (
+        micropython.run(
+            "from bankiot_core.address import mac_from_str, mac_to_str\n"
+            "from bankiot_core.errors import DecodeError\n"
+            "for t in %r:\n"
+            "    print(mac_to_str(mac_from_str(t)))\n"
+            "for t in %r:\n"
+            "    try:\n"
+            "        mac_from_str(t)\n"
+            "        print('accepted', t)\n"
+            "    except DecodeError:\n"
+            "        print('rejected')\n" % (ACCEPTED, REJECTED)
+        )
+        .check()
+        .stdout.splitlines()
+    )
+    assert out == ["AA:BB:CC:DD:EE:01"] * len(ACCEPTED) + ["rejected"] * len(REJECTED)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hw.micropython_runner import MicroPythonRunner
 from tests.core import intake_scenario
@@ -25,12 +28,15 @@ def advert(service_data_hex: str) -> str:
     return "020106" + "%02x16" % (len(body) // 2 + 1) + body
 
 
-def sealed(objects: bytes, counter: int, mac: bytes = MAC, key: bytes = KEY) -> str:
-    info = 0x41  # version 2, encrypted
+def sealed(
+    objects: bytes, counter: int, mac: bytes = MAC, key: bytes = KEY, include_mac: bool = False
+) -> str:
+    info = 0x43 if include_mac else 0x41  # version 2, encrypted, [MAC included]
     ctr = counter.to_bytes(4, "little")
     nonce = mac + b"\xd2\xfc" + bytes([info]) + ctr
     out = AESCCM(key, tag_length=4).encrypt(nonce, objects, None)
-    return (bytes([info]) + out[:-4] + ctr + out[-4:]).hex()
+    included = mac[::-1] if include_mac else b""
+    return (bytes([info]) + included + out[:-4] + ctr + out[-4:]).hex()
 
 
 def stream() -> list[list]:
@@ -76,6 +82,7 @@ EXPECTED = {
 
 def check(outcome: dict) -> None:
     counters = outcome.pop("counters")
+    outcome.pop("order")
     assert outcome == EXPECTED
     assert counters["frames_heard"] == 11
     assert counters["frames_unauthenticated"] == 2  # tampered, downgrade
@@ -99,15 +106,16 @@ def test_a_repeated_counter_is_never_forwarded_even_after_the_window() -> None:
     assert late["counters"]["frames_repeated"] == 1
 
 
-def test_branch_stream_on_cpython() -> None:
-    check(intake_scenario.run(stream()))
+@pytest.mark.parametrize("repeat_cache", [0, 8])
+def test_branch_stream_on_cpython(repeat_cache: int) -> None:
+    check(intake_scenario.run(stream(), repeat_cache))
 
 
 def test_same_stream_under_micropython(micropython: MicroPythonRunner) -> None:
     source = Path(intake_scenario.__file__).read_text()
     run = micropython.run(
         "import json, intake_scenario\n"
-        "print(json.dumps(intake_scenario.run(%s)))" % json.dumps(stream()),
+        "print(json.dumps(intake_scenario.run(%s, 8)))" % json.dumps(stream()),
         files={"/lib/intake_scenario.py": source},
         fakes=("cryptolib",),
     ).check()
@@ -147,3 +155,37 @@ def test_wearable_heart_rate_notifications() -> None:
     counters = intake.counters()
     assert counters["frames_not_paired"] == 1
     assert counters["frames_malformed"] == 1
+
+
+def _pool() -> list[tuple[str, str]]:
+    """Frames a branch could hear: sensor frames with rising and falling counters,
+    tampered and plaintext ones, a beacon, a stranger."""
+    sensor, beacon = intake_scenario.SENSOR, intake_scenario.BEACON
+    frames = [
+        (sensor, advert(sealed(bytes([0x02, t, 0x09]), c)))
+        for t, c in [(0xCA, 5), (0xCA, 6), (0xF4, 7), (0x10, 3)]
+    ]
+    frames += [
+        (sensor, advert(PUBLISHED)),
+        (sensor, advert(PUBLISHED[:-2] + "00")),
+        (sensor, advert("4002ca09")),
+        (beacon, advert("4002ca09")),
+        (beacon, advert("4002cb09")),
+        (beacon, advert("40")),
+        ("112233445566", advert("4002ca09")),
+        # The sensor on a random address, carrying its MAC: moves its counter on.
+        ("4a0000000001", advert(sealed(b"\x02\xcc\x09", 9, include_mac=True))),
+    ]
+    return frames
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 11), st.integers(0, 30000)), max_size=40))
+def test_repeat_cache_changes_nothing_but_speed(picks: list[tuple[int, int]]) -> None:
+    pool = _pool()
+    frames, now = [], 0
+    for i, (which, gap) in enumerate(picks):
+        now += gap
+        address, payload = pool[which]
+        frames.append([str(i), address, -60, payload, now])
+    assert intake_scenario.run(frames, 4) == intake_scenario.run(frames, 0)

@@ -6,6 +6,8 @@ module hands over). The radio itself sends the bytes reversed; formats that embe
 copy (BTHome's "MAC included", pvvx) are turned round by their decoders, not here.
 """
 
+import binascii
+
 from bankiot_core.errors import DecodeError
 
 _HEX = "0123456789ABCDEF"
@@ -15,27 +17,31 @@ def mac_from_str(text):
     """Return the 6-byte address for ``"AA:BB:CC:DD:EE:FF"``.
 
     Also accepts ``-`` as separator and the bare 12-digit form; any case. Anything else
-    raises DecodeError.
+    raises DecodeError. (A gateway calls this for every frame bleak reports, so the work is
+    left to ``binascii``.)
     """
     if not isinstance(text, str):
         raise DecodeError("address must be text like AA:BB:CC:DD:EE:FF, got %r" % (text,))
-    if len(text) == 17:
+    n = len(text)
+    if n == 17:
         sep = text[2]
-        if sep not in ":-" or any(text[k] != sep for k in (2, 5, 8, 11, 14)):
+        if (
+            (sep != ":" and sep != "-")
+            or text.count(sep) != 5
+            or text[5] + text[8] + text[11] + text[14] != sep * 4
+        ):
             raise DecodeError("address %r is not six hex bytes like AA:BB:CC:DD:EE:FF" % text)
         digits = text.replace(sep, "")
-    else:
+    elif n == 12:
         digits = text
+    else:
+        raise DecodeError("address %r is not six hex bytes like AA:BB:CC:DD:EE:FF" % text)
     if len(digits) != 12:
         raise DecodeError("address %r is not six hex bytes like AA:BB:CC:DD:EE:FF" % text)
-    out = bytearray(6)
-    for i in range(6):
-        hi = _HEX.find(digits[2 * i].upper())
-        lo = _HEX.find(digits[2 * i + 1].upper())
-        if hi < 0 or lo < 0:
-            raise DecodeError("address %r is not six hex bytes like AA:BB:CC:DD:EE:FF" % text)
-        out[i] = (hi << 4) | lo
-    return bytes(out)
+    try:
+        return binascii.unhexlify(digits)
+    except ValueError:  # binascii.Error is a ValueError on CPython
+        raise DecodeError("address %r is not six hex bytes like AA:BB:CC:DD:EE:FF" % text) from None
 
 
 def mac_to_str(mac):

@@ -64,12 +64,27 @@ def _is_hex(text):
     return all(ch in _HEXDIGITS for ch in text)
 
 
+# bleak names the same few service UUIDs in every report: remember their keys.
+_UUID_CACHE = {}
+_UUID_CACHE_SIZE = const(16)
+
+
 def uuid_from_str(text):
     """Return the UUID key for ``text``: ``"fcd2"``, ``"0xFCD2"``, ``"0000fcd2"`` or the full
     36-character form. Base-UUID aliases become ints, other 128-bit UUIDs canonical strings.
     """
     if not isinstance(text, str):
         raise DecodeError("a UUID must be text, got %r" % (text,))
+    key = _UUID_CACHE.get(text)
+    if key is None:
+        key = _parse_uuid(text)
+        if len(_UUID_CACHE) >= _UUID_CACHE_SIZE:
+            _UUID_CACHE.clear()
+        _UUID_CACHE[text] = key
+    return key
+
+
+def _parse_uuid(text):
     t = text.lower()
     if t.startswith("0x"):
         t = t[2:]

@@ -19,7 +19,7 @@ The frame id the duplicate filter sees is the authenticated counter of an encryp
 frame, else the format's packet id, else a hash of the readings (beacons carry no id).
 """
 
-from bankiot_core.decoded import FLAG_REPEAT
+from bankiot_core.decoded import FLAG_REPEAT, DecodedFrame
 from bankiot_core.dispatch import decode_advertisement, decode_payload
 from bankiot_core.errors import AuthenticationError, DecodeError, ReplayError
 from bankiot_core.filters import FilterPipeline
@@ -45,11 +45,19 @@ class Intake:
     ``config`` is the filter configuration (``filterconfig``); ``keys`` maps device
     addresses (6 bytes, display order) to ``bthome.BindKey`` for encrypted devices; their
     replay state lives in those objects, so the driver can persist ``last_counter``.
+
+    ``repeat_cache`` is how many paired devices' last frame (as heard, with what it
+    decoded to) to remember, so that the frame a sensor repeats between measurements is not
+    decoded again. It changes nothing but speed: a hit returns exactly what decoding would
+    (see ``_cached``). It costs RAM per device, so the Raspberry Pi gateway turns it on and
+    the boards leave it off (0).
     """
 
-    def __init__(self, config=None, keys=None, block_cipher=None):
+    def __init__(self, config=None, keys=None, block_cipher=None, repeat_cache=0):
         self.filters = FilterPipeline(config, block_cipher)
         self.keys = keys if keys is not None else {}
+        self._cache_size = repeat_cache
+        self._cache = {}
         self._counts = {}
         for name in _COUNTER_NAMES:
             self._counts[name] = 0
@@ -78,11 +86,41 @@ class Intake:
 
     def _take(self, address, rssi, now_ms, decode, data):
         self._counts["frames_heard"] += 1
-        try:
-            frame = decode(data, address, self.keys)
-        except (DecodeError, AuthenticationError, ReplayError) as exc:
-            return self._dropped(address, exc)
+        frame = self._cached(address, data) if self._cache_size else None
+        if frame is None:
+            try:
+                frame = decode(data, address, self.keys)
+            except (DecodeError, AuthenticationError, ReplayError) as exc:
+                return self._dropped(address, exc)
+            if self._cache_size and frame is not None and self.filters.is_paired(address):
+                # Only paired devices: nothing a stranger sent is kept, even here.
+                if len(self._cache) >= self._cache_size:
+                    self._cache.clear()
+                self._cache[address] = (data, frame)
         return self._filtered(address, rssi, frame, now_ms)
+
+    def _cached(self, address, data):
+        """The frame ``data`` decoded to last time ``address`` sent it, if decoding it now
+        would give the same; else None."""
+        entry = self._cache.get(address)
+        if entry is None or entry[0] != data:
+            return None
+        frame = entry[1]
+        if frame.counter is None:
+            return frame  # plaintext decoding is a pure function of the bytes
+        # Encrypted: decoding again finds the counter equal to the last accepted one and
+        # marks the frame a repeat, unless the key's state moved on (then decode for real).
+        key = self.keys.get(frame.address)
+        if key is None or key.last_counter != frame.counter:
+            return None
+        return DecodedFrame(
+            frame.address,
+            frame.format,
+            frame.readings,
+            frame.packet_id,
+            frame.counter,
+            frame.flags | FLAG_REPEAT,
+        )
 
     def _dropped(self, address, exc):
         if address is not None and not self.filters.is_paired(address):
