@@ -142,7 +142,7 @@ def micropython_heap_per_device(devices: int = 50) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Decode + filter throughput and heap.")
     parser.add_argument("--seconds", type=int, default=300, help="simulated seconds of radio")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()

@@ -24,6 +24,8 @@ def _mac(text):
 
 
 def run(frames, repeat_cache=0):
+    """Feed ``frames`` to an Intake; return ``{name: readings or None, "order": [...],
+    "counters": {...}}``."""
     intake = Intake(
         {
             "paired": ["54:48:E6:8F:80:A5", "C0:FF:EE:00:00:01"],
@@ -33,9 +35,11 @@ def run(frames, repeat_cache=0):
         keys={_mac(SENSOR): BindKey(SENSOR_KEY)},
         repeat_cache=repeat_cache,
     )
-    outcome = {"order": []}
+    order = []
+    outcome = {}
+    outcome["order"] = order
     for name, address, rssi, payload, now in frames:
-        outcome["order"].append(name)
+        order.append(name)
         out = intake.advertisement(_mac(address), rssi, binascii.unhexlify(payload), now)
         if out is None:
             outcome[name] = None
@@ -45,7 +49,8 @@ def run(frames, repeat_cache=0):
                 readings[r.metric] = r.value
             outcome[name] = readings
     counters = intake.counters()
-    outcome["counters"] = {}
+    ordered = {}
     for key in sorted(counters):
-        outcome["counters"][key] = counters[key]
+        ordered[key] = counters[key]
+    outcome["counters"] = ordered
     return outcome
