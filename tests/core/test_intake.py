@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bankiot_core.bthome import BindKey
 from hw.micropython_runner import MicroPythonRunner
 from tests.core import intake_scenario
 
@@ -55,6 +56,7 @@ def stream() -> list[list]:
         ["downgrade", sensor, -60, advert("4002ca09"), 2050],
         ["phone", "a1b2c3d4e5f6", -40, ms_phone, 2100],
         ["beacon", intake_scenario.BEACON, -70, beacon, 2200],
+        ["beacon vendor data", intake_scenario.BEACON, -70, "0201060aff0600010920022a5ba1", 2250],
         ["beacon again", intake_scenario.BEACON, -71, beacon, 2300],
     ]
 
@@ -69,7 +71,8 @@ EXPECTED = {
     "stranger": None,  # not paired: only counted
     "malformed": None,  # BTHome frame without objects
     "downgrade": None,  # plaintext from a device that has a bind key
-    "phone": None,  # no supported format
+    "phone": None,  # not paired (and no supported format either)
+    "beacon vendor data": None,  # a paired device, but no supported format
     "beacon": {
         "uuid": "e2c56db5-dffb-48d2-b060-d0f5a71096e0",
         "major": 1,
@@ -84,12 +87,12 @@ def check(outcome: dict) -> None:
     counters = outcome.pop("counters")
     outcome.pop("order")
     assert outcome == EXPECTED
-    assert counters["frames_heard"] == 11
+    assert counters["frames_heard"] == 12
     assert counters["frames_unauthenticated"] == 2  # tampered, downgrade
     assert counters["frames_replayed"] == 1
     assert counters["frames_malformed"] == 1
     assert counters["frames_unsupported"] == 1
-    assert counters["frames_not_paired"] == 1
+    assert counters["frames_not_paired"] == 2  # stranger, phone
     assert counters["frames_duplicate"] == 2  # the sensor's repeat and the beacon's
     assert counters["frames_repeated"] == 1
 
@@ -189,3 +192,51 @@ def test_repeat_cache_changes_nothing_but_speed(picks: list[tuple[int, int]]) ->
         address, payload = pool[which]
         frames.append([str(i), address, -60, payload, now])
     assert intake_scenario.run(frames, 4) == intake_scenario.run(frames, 0)
+
+
+def test_packet_id_identifies_the_frame_and_is_not_forwarded() -> None:
+    from bankiot_core.intake import Intake
+
+    beacon = bytes.fromhex(intake_scenario.BEACON)
+    intake = Intake({"paired": ["C0:FF:EE:00:00:01"], "presence": False})
+    first = intake.advertisement(beacon, -60, bytes.fromhex(advert("40000902ca09")), 0)
+    again = intake.advertisement(beacon, -60, bytes.fromhex(advert("40000902ca09")), 500)
+    assert first is not None
+    assert [(r.metric, r.value) for r in first.readings] == [("temperature", 25.06)]
+    assert again is None
+    assert intake.counters()["frames_duplicate"] == 1
+
+
+def test_presence_only_for_people_and_never_for_buttons() -> None:
+    from bankiot_core.intake import Intake
+
+    wearable, sensor, button = (
+        bytes.fromhex(h) for h in ("c0ffee000042", "a4c138000001", "c0ffee0000b2")
+    )
+    button_key = bytes(range(16))
+    intake = Intake(
+        {
+            "paired": ["C0:FF:EE:00:00:42", "A4:C1:38:00:00:01", "C0:FF:EE:00:00:B2"],
+            "presence_devices": ["C0:FF:EE:00:00:42", "C0:FF:EE:00:00:B2"],
+            "presence_min_samples": 1,
+        },
+        keys={button: BindKey(button_key)},
+    )
+    ibeacon = bytes.fromhex("0201061aff4c000215" + "00" * 16 + "0001000201")
+    kinds = []
+    for t in range(0, 5000, 1000):
+        for address in (wearable, sensor):
+            out = intake.advertisement(address, -50, ibeacon, t)
+            kinds += [(e.kind, e.address) for e in out.events] if out else []
+        # A trigger-based (info bit 2) encrypted button press, heard loud and clear.
+        press = bytes.fromhex(advert(sealed_button(b"\x3a\x01", t + 1, button, button_key)))
+        out = intake.advertisement(button, -40, press, t)
+        kinds += [(e.kind, e.address) for e in out.events] if out else []
+    assert kinds == [("enter", wearable)]
+
+
+def sealed_button(objects: bytes, counter: int, mac: bytes, key: bytes) -> str:
+    info = 0x45  # version 2, trigger based, encrypted
+    ctr = counter.to_bytes(4, "little")
+    out = AESCCM(key, tag_length=4).encrypt(mac + b"\xd2\xfc" + bytes([info]) + ctr, objects, None)
+    return (bytes([info]) + out[:-4] + ctr + out[-4:]).hex()

@@ -30,6 +30,9 @@ rate_per_min              120          frames forwarded per device per minute (0
                                        limit), as a token bucket
 rate_burst                20           bucket size in frames (1..1000)
 presence                  true         emit presence enter/leave events
+presence_devices          []           the devices whose presence is tracked (the
+                                       wearables and beacons people carry); empty:
+                                       every paired device
 presence_enter_dbm        -70          enter when the smoothed RSSI reaches this
 presence_leave_dbm        -80          leave when it falls below this (< enter)
 presence_alpha_pct        25           weight of a new RSSI sample in the average (1..100)
@@ -83,6 +86,7 @@ _SETTINGS = {
     "rate_per_min": (_INT, 120, 0, 60000),
     "rate_burst": (_INT, 20, 1, 1000),
     "presence": (_BOOL, True, 0, 0),
+    "presence_devices": (_ADDRESSES, (), 0, 0),
     "presence_enter_dbm": (_INT, -70, -127, 20),
     "presence_leave_dbm": (_INT, -80, -127, 20),
     "presence_alpha_pct": (_INT, 25, 1, 100),

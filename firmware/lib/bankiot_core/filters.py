@@ -360,6 +360,9 @@ class FilterPipeline:
         self._allow = allow
         base = 1  # slot 0: when the device was last heard
         self._presence = Presence(config, base)
+        # Presence is about people: when the configuration names the devices they carry,
+        # fixed sensors and the like take no part in it.
+        self._presence_only = config["presence_devices"] or None
         base += Presence.SLOTS
         self._bucket = RateLimiter(config, base)
         base += RateLimiter.SLOTS
@@ -421,9 +424,11 @@ class FilterPipeline:
             event = presence.expire(rec, key, now_ms)
             if event is not None:
                 events = (event,)
-        event = presence.observe(rec, key, rssi, now_ms)
-        if event is not None:
-            events += (event,)
+        only = self._presence_only
+        if only is None or key in only:
+            event = presence.observe(rec, key, rssi, now_ms)
+            if event is not None:
+                events += (event,)
         rec[0] = now
 
         out = None

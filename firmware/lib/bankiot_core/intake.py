@@ -7,6 +7,9 @@ adv, now_ms)`` for an ``advdata.Advertisement`` built from bleak's maps, and
 decodes (``dispatch``, ``gatt``), then filters (``filters.FilterPipeline``) and returns a
 ``filters.Output`` or None. ``tick(now_ms)`` returns the presence events silence caused.
 
+Readings are forwarded without ``packet_id`` (it identifies the frame, it measures nothing),
+and trigger-based devices (buttons) take no part in presence.
+
 Bad input never escapes: a frame that claims a supported format and does not parse, fails
 its MIC or replays a counter is dropped and counted by error class. A frame from a device
 that is not paired is counted as ``frames_not_paired`` whatever went wrong decoding it, so
@@ -19,7 +22,7 @@ The frame id the duplicate filter sees is the authenticated counter of an encryp
 frame, else the format's packet id, else a hash of the readings (beacons carry no id).
 """
 
-from bankiot_core.decoded import FLAG_REPEAT, DecodedFrame
+from bankiot_core.decoded import FLAG_REPEAT, FLAG_TRIGGER_BASED, DecodedFrame
 from bankiot_core.dispatch import decode_advertisement, decode_payload
 from bankiot_core.errors import AuthenticationError, DecodeError, ReplayError
 from bankiot_core.filters import FilterPipeline
@@ -137,7 +140,10 @@ class Intake:
 
     def _filtered(self, address, rssi, frame, now_ms):
         if frame is None:
-            self._counts["frames_unsupported"] += 1
+            if address is not None and not self.filters.is_paired(address):
+                self.filters.count_not_paired()
+            else:
+                self._counts["frames_unsupported"] += 1
             return None
         source = frame.address if frame.address is not None else address
         if source is None:
@@ -159,4 +165,18 @@ class Intake:
             # for presence.
             self._counts["frames_repeated"] += 1
             readings = ()
+        elif frame.packet_id is not None:
+            # The packet id is the frame's identity (above), not a measurement.
+            readings = _without_packet_id(readings)
+        if frame.flags & FLAG_TRIGGER_BASED:
+            # A button advertises only when pressed: its silence says nothing about where
+            # it is, so it takes no part in presence.
+            rssi = None
         return self.filters.process(source, rssi, now_ms, frame_id, readings)
+
+
+def _without_packet_id(readings):
+    for r in readings:
+        if r.metric == "packet_id":
+            return tuple([r for r in readings if r.metric != "packet_id"])
+    return readings
