@@ -1,0 +1,170 @@
+"""Test stand-in for MicroPython's ``socket`` module (never installed on a board).
+
+The WebAssembly port has no network. This module gives firmware code the boards' socket
+interface over in-memory links inside one VM: a test binds and listens on an address, the
+code under test connects to it, and both ends exchange bytes. TCP-like streams and UDP-like
+datagrams; non-blocking or with a timeout, but nothing can wait for the other side (there
+is no other thread), so a read with nothing to read raises ``OSError(EAGAIN)`` when
+non-blocking and ``OSError(ETIMEDOUT)`` otherwise, as a board's socket would once its
+timeout expired. Test hooks: ``_reset()``, ``_break(addr)`` (the peer vanishes: reads return
+b"" and writes raise ``ECONNRESET``).
+"""
+
+import errno
+
+AF_INET = 2
+AF_INET6 = 10
+SOCK_STREAM = 1
+SOCK_DGRAM = 2
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+SOL_SOCKET = 1
+SO_REUSEADDR = 4
+
+_listeners = {}  # address -> listening socket (stream) or bound socket (datagram)
+
+
+def _reset():
+    """Forget every bound socket (between test cases)."""
+    _listeners.clear()
+
+
+def _break(address):
+    """The host at ``address`` goes away: its connections drop, it no longer listens."""
+    sock = _listeners.pop(_norm(address), None)
+    if sock is not None:
+        for peer in sock._accepted:
+            peer._drop()
+
+
+def _norm(address):
+    return (address[0], int(address[1]))
+
+
+def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
+    return [(AF_INET, type or SOCK_STREAM, proto, "", (host, port))]
+
+
+class socket:
+    def __init__(self, af=AF_INET, type=SOCK_STREAM, proto=0):
+        self.type = type
+        self._inbox = bytearray()  # stream bytes waiting to be read
+        self._datagrams = []  # (data, sender) waiting to be received
+        self._peer = None
+        self._local = None
+        self._pending = []  # stream connections not yet accepted
+        self._accepted = []
+        self._listening = False
+        self._closed = False
+        self._reset_by_peer = False
+        self._timeout = None  # None: blocking
+
+    # --- set-up --------------------------------------------------------------------
+    def setsockopt(self, level, option, value):
+        pass
+
+    def settimeout(self, value):
+        self._timeout = value
+
+    def setblocking(self, flag):
+        self._timeout = None if flag else 0
+
+    def bind(self, address):
+        address = _norm(address)
+        if address in _listeners:
+            raise OSError(errno.EADDRINUSE)
+        self._local = address
+        if self.type == SOCK_DGRAM:
+            _listeners[address] = self
+
+    def listen(self, backlog=1):
+        if self._local is None:
+            raise OSError(errno.EINVAL)
+        self._listening = True
+        _listeners[self._local] = self
+
+    def accept(self):
+        if not self._pending:
+            self._would_block()
+        conn = self._pending.pop(0)
+        self._accepted.append(conn)
+        return conn, conn._peer_address
+
+    def connect(self, address):
+        address = _norm(address)
+        server = _listeners.get(address)
+        if server is None or not server._listening:
+            raise OSError(errno.ECONNREFUSED)
+        conn = socket(AF_INET, SOCK_STREAM)
+        conn._peer = self
+        conn._peer_address = ("127.0.0.1", 40000 + len(server._accepted) + len(server._pending))
+        self._peer = conn
+        server._pending.append(conn)
+
+    # --- streams ---------------------------------------------------------------------
+    def send(self, data):
+        if self._closed:
+            raise OSError(errno.EBADF)
+        if self._reset_by_peer or self._peer is None or self._peer._closed:
+            raise OSError(errno.ECONNRESET)
+        self._peer._inbox.extend(data)
+        return len(data)
+
+    def write(self, data):
+        return self.send(data)
+
+    def sendall(self, data):
+        self.send(data)
+
+    def recv(self, n):
+        if self._inbox:
+            out = bytes(self._inbox[:n])
+            self._inbox = self._inbox[n:]
+            return out
+        if self._reset_by_peer or (self._peer is not None and self._peer._closed):
+            return b""
+        self._would_block()
+
+    def read(self, n=-1):
+        if n < 0:
+            n = len(self._inbox)
+        try:
+            return self.recv(n)
+        except OSError as exc:
+            if exc.args[0] == errno.EAGAIN:
+                return None  # a non-blocking stream read with nothing to read
+            raise
+
+    def readinto(self, buf, n=-1):
+        data = self.read(len(buf) if n < 0 else n)
+        if data is None:
+            return None
+        buf[: len(data)] = data
+        return len(data)
+
+    # --- datagrams -------------------------------------------------------------------
+    def sendto(self, data, address):
+        target = _listeners.get(_norm(address))
+        if target is not None and target.type == SOCK_DGRAM and not target._closed:
+            target._datagrams.append((bytes(data), self._local or ("127.0.0.1", 50000)))
+        return len(data)  # UDP: delivery is not promised
+
+    def recvfrom(self, n):
+        if self._datagrams:
+            data, sender = self._datagrams.pop(0)
+            return data[:n], sender
+        self._would_block()
+
+    # --- end -------------------------------------------------------------------------
+    def close(self):
+        self._closed = True
+        if self._local is not None and _listeners.get(self._local) is self:
+            del _listeners[self._local]
+
+    def _drop(self):
+        self._reset_by_peer = True
+        if self._peer is not None:
+            self._peer._reset_by_peer = True
+
+    def _would_block(self):
+        raise OSError(errno.EAGAIN if self._timeout == 0 else errno.ETIMEDOUT)
