@@ -19,6 +19,7 @@ import bankiot_core
 # name -> (module, attribute, extra that provides its dependencies, one-line help)
 COMMAND_GROUPS: dict[str, tuple[str, str, str, str]] = {
     "adv": ("provisioning.adv_cli", "adv", "field", "Decode BLE advertisements."),
+    "cloud": ("cloud.cli", "cloud", "cloud", "Run and administer the cloud."),
     "firmware": ("provisioning.firmware_cli", "firmware", "field", "Build the board firmware."),
 }
 

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.support.paths",
     "tests.support.mosquitto",
     "tests.support.databases",
+    "tests.support.cloud",
 ]

@@ -1,0 +1,102 @@
+"""Cloud configuration: defaults, then a TOML file, then ``BANKIOT_*`` environment variables.
+
+Twelve-factor style: every setting can come from the environment (``BANKIOT_DATABASE_URL``
+overrides ``database_url`` from the file). Keys are lower case in the file and upper case in
+the Flask config. Unknown keys and wrong types are errors with one clear line: a cloud never
+runs on a configuration it half understood.
+
+| key | default | meaning |
+|---|---|---|
+| data_dir | ``./bankiot-data`` | where the SQLite database, the secret key and CA files live |
+| database_url | SQLite file in data_dir | SQLAlchemy URL (``postgresql+psycopg://...`` at scale) |
+| secret_key | generated once into data_dir/secret_key (mode 0600) | signs sessions |
+| broker_url | none | ``mqtt://host:port`` of the broker gateways use; /readyz checks it |
+| http | ``127.0.0.1:5000`` | where ``bankiot cloud serve`` listens |
+| coap | ``127.0.0.1:5683`` | where CoAP ingest listens |
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "BANKIOT_"
+
+DEFAULTS: dict[str, Any] = {
+    "data_dir": "./bankiot-data",
+    "database_url": None,
+    "secret_key": None,
+    "broker_url": None,
+    "http": "127.0.0.1:5000",
+    "coap": "127.0.0.1:5683",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration file or variable that cannot be used; the message says which."""
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("configuration file %s does not exist" % path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("configuration file %s is not valid TOML: %s" % (path, exc)) from None
+    for key, value in data.items():
+        if key not in DEFAULTS:
+            raise ConfigError(
+                "configuration file %s: unknown key %r (known: %s)"
+                % (path, key, ", ".join(sorted(DEFAULTS)))
+            )
+        if not isinstance(value, str):
+            raise ConfigError("configuration file %s: %s must be a string" % (path, key))
+    return data
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The cloud's settings as a Flask config mapping (upper-case keys).
+
+    Order: defaults, the TOML file at ``path``, ``BANKIOT_*`` variables of ``environ``
+    (default ``os.environ``), then ``overrides`` (command-line flags, tests).
+    """
+    environ = os.environ if environ is None else environ
+    values = dict(DEFAULTS)
+    if path is not None:
+        values.update(_from_file(path))
+    for key in DEFAULTS:
+        env_value = environ.get(ENV_PREFIX + key.upper())
+        if env_value is not None:
+            values[key] = env_value
+    for key, value in (overrides or {}).items():
+        if key not in DEFAULTS:
+            raise ConfigError("unknown setting %r" % key)
+        if value is not None:
+            values[key] = value
+    data_dir = Path(values["data_dir"])
+    if values["database_url"] is None:
+        values["database_url"] = "sqlite:///%s" % (data_dir / "bankiot.sqlite3")
+    return {key.upper(): value for key, value in values.items()}
+
+
+def secret_key(data_dir: Path) -> str:
+    """The session-signing key kept in ``data_dir/secret_key``; made on first use (0600).
+
+    Never in the repository or the logs: each installation has its own.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()

@@ -1,0 +1,1 @@
+"""Fleet management: branches and their devices (inventory, configuration, commands)."""
