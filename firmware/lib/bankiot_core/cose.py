@@ -18,22 +18,42 @@ One envelope per batch, tagged (CBOR tag 16)::
   Enc_structure ``["Encrypt0", protected, external_aad]`` (RFC 9052 5.3), encoded with the
   protected bytes exactly as received.
 
-Keys, nonce (OSCORE's construction, RFC 8613 3.2 and 5.2, with one key per gateway and key
-version). The gateway's provisioned secret (16 to 64 bytes, from its ``keyring.KeyRing``) is
-a master secret, never used as an AES key itself. HKDF-SHA256 (RFC 5869, empty salt)
-derives from it::
+Keys, nonce (OSCORE's construction, RFC 8613 3.2 and 5.2, with one key per gateway, key
+version and direction). The gateway's provisioned secret (16 to 64 bytes, from its
+``keyring.KeyRing``) is a master secret, never used as an AES key itself. HKDF-SHA256
+(RFC 5869, empty salt) derives from it::
 
     info  = CBOR [gateway_id bstr, key_version uint, 10, type tstr, L uint]
-    key   = HKDF(secret, info with type "Key", L = 16)
-    iv    = HKDF(secret, info with type "IV",  L = 13)        / the Common IV /
+    key   = HKDF(secret, info with type "Key", L = 16)        / uplink /
+    iv    = HKDF(secret, info with type "IV",  L = 13)        / uplink: the Common IV /
     nonce = iv XOR (Partial IV left-padded to 13 bytes)      / RFC 9052 3.1, iv as Base IV /
 
 Binding the gateway id and version into the derivation means a secret provisioned twice by
-mistake still gives every gateway its own key and nonces. A derived key seals in one
-direction only (gateway to cloud): the sender id of OSCORE's nonce is empty, and anything
-ever sealed the other way must use a different secret. Nonces never repeat as long as the
-sequence number never repeats for a gateway (``MAX_SEQ`` sequence numbers per key
-version), which the gateway's sequence store guarantees across reboots.
+mistake still gives every gateway its own key and nonces. Nonces never repeat as long as
+the sequence number never repeats for a gateway and direction (``MAX_SEQ`` sequence numbers
+per key version), which the sender's sequence store guarantees across restarts.
+
+Directions. A derived key seals in one direction only: unlike OSCORE's, the nonce here
+carries no sender id, so two senders sharing a key and IV would reuse nonces. So, as OSCORE
+gives each side its own Sender Key, each direction has its own key and IV, and every
+function here takes ``direction``:
+
+- ``UPLINK`` (0, the default: what every caller before directions existed gets, byte for
+  byte): the gateway seals batches, the cloud opens them; types "Key" and "IV" as above.
+  Sequence numbers are the gateway's (``sequence``).
+- ``DOWNLINK`` (1): the cloud seals acknowledgements, configuration and commands to one
+  gateway, the gateway opens them (``downlink``). The same info with types "Key down" and
+  "IV down": the same secret, gateway and version give another AES key and Common IV, as
+  OSCORE derives its Sender and Recipient Keys with different ids from one Master Secret
+  (RFC 8613 3.2.1). Sequence numbers are the cloud's own counter for that gateway (its own
+  ``sequence.SequenceNumbers`` over the cloud's durable store); the gateway keeps a
+  ``replay.ReplayWindow`` for them.
+
+Uplink and downlink never share a (key, nonce) pair: the keys are independent HKDF outputs
+(distinct info), so the two directions' sequence spaces may overlap freely. An envelope
+sealed one way never opens the other way (``AuthenticationError``), which stops an
+attacker reflecting a gateway's own batch back to it. The envelope's layout is the same
+in both directions: the kid names the gateway (the sender uplink, the addressee downlink).
 
 Opening (``open_envelope``) raises ``DecodeError`` for anything malformed (not tag 16,
 wrong shape, another algorithm, unknown or missing header labels, a bad kid or Partial
@@ -43,8 +63,8 @@ returned None) or a tag that does not check out. Replay is the caller's next ste
 without decrypting, so a replayed envelope can be dropped before any AES work.
 
 HKDF and HMAC are written here over ``hashlib.sha256`` (MicroPython has no ``hmac`` built
-in). Derived keys are cached per (secret, gateway, version), at most ``CACHE_SIZE``;
-``forget_key(secret)`` drops one secret's (``KeyRing.retire`` calls it).
+in). Derived keys are cached per (secret, gateway, version, direction), at most
+``CACHE_SIZE``; ``forget_key(secret)`` drops one secret's (``KeyRing.retire`` calls it).
 """
 
 import hashlib
@@ -70,6 +90,8 @@ MAX_SEQ = 0xFFFFFFFFFF  # 2**40 - 1: five bytes of Partial IV (not const(): no s
 MAX_KEY_VERSION = const(0xFFFF)
 MAX_GATEWAY_ID_LEN = const(64)
 CACHE_SIZE = const(8)
+UPLINK = const(0)  # gateway to cloud: batches
+DOWNLINK = const(1)  # cloud to gateway: acknowledgements, configuration, commands
 
 # {1: 10} in deterministic CBOR: the only protected header this module writes or accepts.
 PROTECTED = b"\xa1\x01\x0a"
@@ -82,6 +104,9 @@ Peeked = namedtuple("Peeked", ("gateway_id", "key_version", "seq"))
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 _HASH_BLOCK = const(64)
 _derived = {}
+# HKDF "type" of the key and of the Common IV, per direction (UPLINK, DOWNLINK).
+_KEY_TYPES = ("Key", "Key down")
+_IV_TYPES = ("IV", "IV down")
 
 
 # ---- HKDF-SHA256 (RFC 5869) over hashlib -------------------------------------------------
@@ -187,15 +212,21 @@ def partial_iv(seq):
     return seq.to_bytes(size, "big")
 
 
-def _derive(secret, gateway_id, key_version):
-    """``(aes_key, common_iv)`` for one gateway key version, cached."""
-    cache_key = (secret, gateway_id, key_version)
+def _check_direction(direction):
+    if type(direction) is not int or direction not in (UPLINK, DOWNLINK):  # not True/False
+        raise ConfigError("direction must be UPLINK (0) or DOWNLINK (1), not %r" % (direction,))
+    return direction
+
+
+def _derive(secret, gateway_id, key_version, direction=UPLINK):
+    """``(aes_key, common_iv)`` for one gateway key version and direction, cached."""
+    cache_key = (secret, gateway_id, key_version, direction)
     found = _derived.get(cache_key)
     if found is not None:
         return found
-    info = [gateway_id, key_version, ALG_AES_CCM_16_64_128, "Key", KEY_LEN]
+    info = [gateway_id, key_version, ALG_AES_CCM_16_64_128, _KEY_TYPES[direction], KEY_LEN]
     aes_key = hkdf_sha256(secret, b"", cbor.dumps(info, True), KEY_LEN)
-    info[3] = "IV"
+    info[3] = _IV_TYPES[direction]
     info[4] = NONCE_LEN
     common_iv = hkdf_sha256(secret, b"", cbor.dumps(info, True), NONCE_LEN)
     if len(_derived) >= CACHE_SIZE:
@@ -205,10 +236,12 @@ def _derive(secret, gateway_id, key_version):
     return found
 
 
-def derive_key_and_iv(key, gateway_id, key_version):
-    """The AES-128 key and 13-byte Common IV that ``key`` gives this gateway and version."""
+def derive_key_and_iv(key, gateway_id, key_version, direction=UPLINK):
+    """The AES-128 key and 13-byte Common IV that ``key`` gives this gateway, version and
+    direction (``UPLINK`` or ``DOWNLINK``)."""
     _check_int("key version", key_version, MAX_KEY_VERSION)
-    return _derive(_secret(key), gateway_bytes(gateway_id), key_version)
+    direction = _check_direction(direction)
+    return _derive(_secret(key), gateway_bytes(gateway_id), key_version, direction)
 
 
 def forget_key(key):
@@ -253,13 +286,16 @@ def _enc_structure(protected, external_aad):
 # ---- sealing and opening -----------------------------------------------------------------
 
 
-def seal(key, gateway_id, key_version, seq, plaintext, external_aad=None):
+def seal(key, gateway_id, key_version, seq, plaintext, external_aad=None, direction=UPLINK):
     """Seal ``plaintext`` as a tagged COSE_Encrypt0; return its CBOR bytes.
 
-    ``key`` is the gateway's secret for ``key_version``; ``seq`` its next unused sequence
-    number; ``external_aad`` the topic or resource name (str or bytes; None for none). Raises
-    ``ConfigError`` for arguments out of range (and ``ccm``'s for a plaintext over 64 KiB).
+    ``key`` is the gateway's secret for ``key_version``; ``seq`` the sender's next unused
+    sequence number in ``direction`` (``UPLINK``: the gateway's; ``DOWNLINK``: the cloud's
+    for this gateway); ``external_aad`` the topic or resource name (str or bytes; None for
+    none). Raises ``ConfigError`` for arguments out of range (and ``ccm``'s for a plaintext
+    over 64 KiB).
     """
+    direction = _check_direction(direction)
     secret = _secret(key)
     gateway = gateway_bytes(gateway_id)
     kid = make_kid(gateway, key_version)
@@ -267,7 +303,7 @@ def seal(key, gateway_id, key_version, seq, plaintext, external_aad=None):
     aad = _as_bytes("external_aad", external_aad)
     if not isinstance(plaintext, _BYTES_LIKE):
         raise ConfigError("plaintext must be bytes, not %s" % type(plaintext).__name__)
-    aes_key, common_iv = _derive(secret, gateway, key_version)
+    aes_key, common_iv = _derive(secret, gateway, key_version, direction)
     ciphertext = ccm_encrypt(
         aes_key, _nonce(common_iv, seq), plaintext, _enc_structure(PROTECTED, aad), TAG_LEN
     )
@@ -280,10 +316,10 @@ def seal(key, gateway_id, key_version, seq, plaintext, external_aad=None):
     return bytes(buf)
 
 
-def seal_with(ring, seq, plaintext, external_aad=None):
+def seal_with(ring, seq, plaintext, external_aad=None, direction=UPLINK):
     """``seal`` with the current key of ``ring`` (a ``keyring.KeyRing``)."""
     version, key = ring.sealing_key()
-    return seal(key, ring.gateway_id, version, seq, plaintext, external_aad)
+    return seal(key, ring.gateway_id, version, seq, plaintext, external_aad, direction)
 
 
 def _check_protected(protected):
@@ -343,15 +379,17 @@ def peek_envelope(data):
     return Peeked(gateway_id, version, int.from_bytes(piv, "big"))
 
 
-def open_envelope(data, key_lookup, external_aad=None):
-    """Open a sealed batch; return ``Opened(gateway_id, key_version, seq, plaintext)``.
+def open_envelope(data, key_lookup, external_aad=None, direction=UPLINK):
+    """Open a sealed envelope; return ``Opened(gateway_id, key_version, seq, plaintext)``.
 
     ``key_lookup(gateway_id, key_version)`` returns that gateway's secret for the version,
     or None if it has none (unknown gateway, retired or future version):
     ``keyring.KeyRing.lookup`` is one. ``external_aad`` must be what the sealer bound in
-    (the topic or resource it arrived on). Raises DecodeError (malformed) or
+    (the topic or resource it arrived on); ``direction`` the one it was sealed in
+    (``UPLINK``, the default: a batch). Raises DecodeError (malformed) or
     AuthenticationError (no such key, or the tag does not match).
     """
+    direction = _check_direction(direction)
     protected, kid, piv, ciphertext = _parse(data)
     gateway_id, version = split_kid(kid)
     aad = _as_bytes("external_aad", external_aad)
@@ -359,7 +397,7 @@ def open_envelope(data, key_lookup, external_aad=None):
     if key is None:
         raise AuthenticationError("no key for gateway %s version %d" % (_show(gateway_id), version))
     seq = int.from_bytes(piv, "big")
-    aes_key, common_iv = _derive(_secret(key), gateway_id, version)
+    aes_key, common_iv = _derive(_secret(key), gateway_id, version, direction)
     plaintext = ccm_decrypt(
         aes_key, _nonce(common_iv, seq), ciphertext, _enc_structure(protected, aad), TAG_LEN
     )
