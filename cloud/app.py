@@ -15,7 +15,7 @@ from typing import Any
 from apiflask import APIFlask
 
 import bankiot_core
-from cloud import db, health
+from cloud import db, health, identity, people
 from cloud.config import load_config, secret_key
 
 
@@ -38,4 +38,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.config["VALIDATION_ERROR_STATUS_CODE"] = 422
     db.init_app(app)
     health.init_app(app)
+    people.init_app(app)
+    identity.init_app(app)
     return app

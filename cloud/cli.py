@@ -83,3 +83,159 @@ def db_upgrade(config_file: Path | None, data_dir: Path | None) -> None:
     except Exception as exc:  # a driver's error: say it in one line
         raise click.ClickException("migration failed: %s" % str(exc).splitlines()[0]) from None
     click.echo("database at %s" % ", ".join(current(url)))
+
+
+@cloud.group("operator")
+def operator_group() -> None:
+    """Operator accounts: the people who sign in to the cloud."""
+
+
+password_stdin_option = click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from one line of standard input instead of a prompt.",
+)
+
+
+@operator_group.command("create")
+@config_option
+@data_dir_option
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["operations", "branch_manager", "technician"]),
+    required=True,
+    help="operations: every branch; branch_manager, technician: the --branch ones.",
+)
+@click.option("--branch", "branches", multiple=True, metavar="CODE", help="Branch (repeat).")
+@password_stdin_option
+def operator_create(
+    config_file: Path | None,
+    data_dir: Path | None,
+    name: str,
+    role: str,
+    branches: tuple[str, ...],
+    password_stdin: bool,
+) -> None:
+    """Create an operator account (the first operations account, for example)."""
+    from cloud.people import commands
+
+    config = settings(config_file, data_dir)
+    commands.check_assignment(role, branches)
+    password = commands.read_password(password_stdin)
+    click.echo(commands.create(config, name, role, branches, password))
+
+
+@operator_group.command("set-password")
+@config_option
+@data_dir_option
+@click.argument("name")
+@password_stdin_option
+def operator_set_password(
+    config_file: Path | None, data_dir: Path | None, name: str, password_stdin: bool
+) -> None:
+    """Set an operator's password; ends their sessions and revokes their API tokens."""
+    from cloud.people import commands
+
+    config = settings(config_file, data_dir)
+    password = commands.read_password(password_stdin)
+    click.echo(commands.change_password(config, name, password))
+
+
+@operator_group.command("list")
+@config_option
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def operator_list(config_file: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """List operator accounts."""
+    from cloud.people import commands
+
+    click.echo(commands.listing(settings(config_file, data_dir), as_json))
+
+
+def _identity_lines(action, *args) -> None:
+    """Run a ``cloud.identity.commands`` function; print its lines, errors as one line."""
+    from cloud.identity.errors import IdentityError
+
+    try:
+        lines = action(*args)
+    except IdentityError as exc:
+        raise click.ClickException(exc.message) from None
+    for line in lines:
+        click.echo(line)
+
+
+@cloud.group("ca")
+def ca_group() -> None:
+    """The fleet certificate authority (root kept offline, issuing CA online)."""
+
+
+@ca_group.command("init")
+@config_option
+@data_dir_option
+@click.option(
+    "--root-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the root CA key (default: next to the data folder); keep it offline.",
+)
+def ca_init(config_file: Path | None, data_dir: Path | None, root_dir: Path | None) -> None:
+    """Create the root CA (unless --root-dir has one) and the issuing CA in the data folder.
+
+    BANKIOT_ROOT_CA_PASSPHRASE and BANKIOT_CA_PASSPHRASE, when set, encrypt the keys.
+    """
+    from cloud.identity import commands
+
+    _identity_lines(commands.ca_init, settings(config_file, data_dir), root_dir)
+
+
+@ca_group.command("crl")
+@config_option
+@data_dir_option
+def ca_crl(config_file: Path | None, data_dir: Path | None) -> None:
+    """Sign a fresh CRL into the data folder (run daily: a CRL is valid for 7 days)."""
+    from cloud.identity import commands
+
+    _identity_lines(commands.ca_crl, settings(config_file, data_dir))
+
+
+@cloud.command("broker-config")
+@config_option
+@data_dir_option
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for mosquitto.conf, the broker's certificate and the cloud's identity.",
+)
+@click.option("--listen", default="0.0.0.0:8883", show_default=True, help="HOST:PORT.")
+@click.option(
+    "--hostname",
+    "hostnames",
+    multiple=True,
+    help="Name or address devices use for the broker (repeat; default: localhost, 127.0.0.1).",
+)
+def broker_config(
+    config_file: Path | None,
+    data_dir: Path | None,
+    out_dir: Path,
+    listen: str,
+    hostnames: tuple[str, ...],
+) -> None:
+    """Write a production Mosquitto configuration: mTLS, CRL, per-device topic ACL."""
+    from cloud.identity import commands
+
+    host, port = _host_port(listen)
+    _identity_lines(
+        commands.broker_config,
+        settings(config_file, data_dir),
+        out_dir,
+        host,
+        port,
+        hostnames or ("localhost", "127.0.0.1"),
+    )
+
+
+metrics_option = click.option(
+    "--metrics", metavar="HOST:PORT", help="Serve Prometheus metrics on this address."
+)

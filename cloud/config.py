@@ -13,6 +13,14 @@ runs on a configuration it half understood.
 | broker_url | none | ``mqtt://host:port`` of the broker gateways use; /readyz checks it |
 | http | ``127.0.0.1:5000`` | where ``bankiot cloud serve`` listens |
 | coap | ``127.0.0.1:5683`` | where CoAP ingest listens |
+| operator_session_hours | 8 | how long an operator's sign-in lasts (1..720) |
+| operator_cookie_secure | auto | ``true``/``false``: force the session cookie's Secure flag |
+| login_rate_limit | ``5 per minute`` | failed sign-ins per client address |
+| login_account_rate_limit | ``20 per hour`` | failed sign-ins per account name |
+| enroll_rate_limit | ``20 per minute`` | refused enrollments per client address |
+| ratelimit_storage_uri | in memory | flask-limiter storage (``redis://...`` with several replicas) |
+
+The last six are optional: unset, the area that reads them uses the default above.
 """
 
 from __future__ import annotations
@@ -33,7 +41,25 @@ DEFAULTS: dict[str, Any] = {
     "broker_url": None,
     "http": "127.0.0.1:5000",
     "coap": "127.0.0.1:5683",
+    "operator_session_hours": None,
+    "operator_cookie_secure": None,
+    "login_rate_limit": None,
+    "login_account_rate_limit": None,
+    "enroll_rate_limit": None,
+    "ratelimit_storage_uri": None,
 }
+
+# Settings left out of the Flask config when unset, so their area's own default applies.
+OPTIONAL = frozenset(
+    (
+        "operator_session_hours",
+        "operator_cookie_secure",
+        "login_rate_limit",
+        "login_account_rate_limit",
+        "enroll_rate_limit",
+        "ratelimit_storage_uri",
+    )
+)
 
 
 class ConfigError(ValueError):
@@ -85,7 +111,11 @@ def load_config(
     data_dir = Path(values["data_dir"])
     if values["database_url"] is None:
         values["database_url"] = "sqlite:///%s" % (data_dir / "bankiot.sqlite3")
-    return {key.upper(): value for key, value in values.items()}
+    return {
+        key.upper(): value
+        for key, value in values.items()
+        if not (key in OPTIONAL and value is None)
+    }
 
 
 def secret_key(data_dir: Path) -> str:

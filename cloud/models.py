@@ -7,5 +7,19 @@ import; each area keeps its models in its own module.
 from cloud.audit import AuditEvent
 from cloud.db import Base
 from cloud.fleet.models import Branch, Device
+from cloud.identity.models import ClaimToken, EnvelopeKey, IssuedCertificate
+from cloud.people.models import ApiToken, Operator, OperatorBranch, OperatorSession
 
-__all__ = ["AuditEvent", "Base", "Branch", "Device"]
+__all__ = [
+    "ApiToken",
+    "AuditEvent",
+    "Base",
+    "Branch",
+    "ClaimToken",
+    "Device",
+    "EnvelopeKey",
+    "IssuedCertificate",
+    "Operator",
+    "OperatorBranch",
+    "OperatorSession",
+]

@@ -45,3 +45,9 @@ def test_secret_key_is_made_once_and_private(tmp_path: Path) -> None:
     assert secret_key(tmp_path) == first
     assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
     assert secret_key(tmp_path / "other") != first  # each installation its own
+
+
+def test_optional_settings_reach_the_app_only_when_set(tmp_path: Path) -> None:
+    config = load_config(None, {"BANKIOT_LOGIN_RATE_LIMIT": "3 per minute"})
+    assert config["LOGIN_RATE_LIMIT"] == "3 per minute"
+    assert "OPERATOR_SESSION_HOURS" not in config  # the area's default applies

@@ -1,0 +1,127 @@
+"""What ``bankiot cloud operator ...`` does; ``cloud/cli.py`` holds only the click wiring.
+
+Passwords come from a hidden prompt (typed twice) or, for scripts, one line of standard
+input (``--password-stdin``); never from the command line, where ``ps`` and shell history
+would keep them. Changes are audited as ``cli:<os user>``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud.db import Database
+from cloud.people.credentials import as_utc
+from cloud.people.models import Operator
+from cloud.people.operators import OperatorError, create_operator, find_operator, set_password
+from cloud.people.passwords import PasswordPolicyError
+
+
+def read_password(from_stdin: bool) -> str:
+    """The new password: one line of standard input, or a hidden prompt typed twice."""
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.ClickException("--password-stdin: standard input had no password line")
+        return password
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+def check_assignment(role: str, branches: Iterable[str]) -> None:
+    """Refuse a role and branch combination before asking for a password."""
+    if role == "operations" and branches:
+        raise click.ClickException("operations see every branch: give no --branch")
+    if role != "operations" and not branches:
+        raise click.ClickException("a %s needs at least one --branch CODE" % role)
+
+
+def actor() -> str:
+    """How the audit log names the person at this terminal."""
+    try:
+        return "cli:%s" % getpass.getuser()
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+@contextmanager
+def database(config: dict[str, Any]) -> Iterator[Session]:
+    """A session on the configured database, brought up to date first."""
+    from cloud.migrations import upgrade
+
+    url = config["DATABASE_URL"]
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        upgrade(url)
+    except Exception as exc:  # a driver's error: say it in one line
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise click.ClickException("database unavailable: %s" % message) from None
+    db = Database(url)
+    try:
+        with db.sessions() as session:
+            yield session
+    finally:
+        db.dispose()
+
+
+def create(
+    config: dict[str, Any], name: str, role: str, branches: Iterable[str], password: str
+) -> str:
+    """Create an operator; returns the line to print."""
+    with database(config) as db:
+        try:
+            operator = create_operator(db, actor(), name, role, branches, password)
+        except (OperatorError, PasswordPolicyError) as exc:
+            raise click.ClickException(str(exc)) from None
+        db.commit()
+        where = ", ".join(b.code for b in operator.branches) or "every branch"
+        return "operator %s created: %s (%s)" % (operator.name, operator.role, where)
+
+
+def change_password(config: dict[str, Any], name: str, password: str) -> str:
+    """Set an operator's password (ends their sessions, revokes their tokens)."""
+    with database(config) as db:
+        operator = find_operator(db, name)
+        if operator is None:
+            raise click.ClickException("no operator %r" % name)
+        try:
+            set_password(db, actor(), operator, password)
+        except PasswordPolicyError as exc:
+            raise click.ClickException(str(exc)) from None
+        db.commit()
+        return "password of %s set; their sessions and API tokens are revoked" % operator.name
+
+
+def listing(config: dict[str, Any], as_json: bool) -> str:
+    """Every operator, as a table or as JSON."""
+    with database(config) as db:
+        operators = list(db.scalars(select(Operator).order_by(Operator.name)))
+        rows = [
+            {
+                "name": o.name,
+                "role": o.role,
+                "branches": [b.code for b in o.branches],
+                "active": o.active,
+                "created_at": as_utc(o.created_at).isoformat(),
+            }
+            for o in operators
+        ]
+    if as_json:
+        return json.dumps(rows, indent=2)
+    if not rows:
+        return "no operators yet: bankiot cloud operator create NAME --role operations"
+    lines = ["%-24s %-15s %-8s %s" % ("NAME", "ROLE", "ACTIVE", "BRANCHES")]
+    for row in rows:
+        branches = ", ".join(row["branches"]) or "(all)"
+        active = "yes" if row["active"] else "no"
+        lines.append("%-24s %-15s %-8s %s" % (row["name"], row["role"], active, branches))
+    return "\n".join(lines)
