@@ -18,7 +18,7 @@ runs on a configuration it half understood.
 | login_rate_limit | ``5 per minute`` | failed sign-ins per client address |
 | login_account_rate_limit | ``20 per hour`` | failed sign-ins per account name |
 | enroll_rate_limit | ``20 per minute`` | refused enrollments per client address |
-| ratelimit_storage_uri | in memory | flask-limiter storage (``redis://...`` with several replicas) |
+| ratelimit_storage_uri | in memory | flask-limiter storage (``redis://...`` for replicas) |
 
 The last six are optional: unset, the area that reads them uses the default above.
 """
