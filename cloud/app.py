@@ -15,7 +15,7 @@ from typing import Any
 from apiflask import APIFlask
 
 import bankiot_core
-from cloud import db, health, identity, people
+from cloud import db, health, identity, ingest, people
 from cloud.config import load_config, secret_key
 
 
@@ -40,4 +40,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     health.init_app(app)
     people.init_app(app)
     identity.init_app(app)
+    ingest.init_app(app)
     return app

@@ -239,3 +239,105 @@ def broker_config(
 metrics_option = click.option(
     "--metrics", metavar="HOST:PORT", help="Serve Prometheus metrics on this address."
 )
+
+
+def _start_metrics(address: str | None, ingest) -> None:
+    """Serve ``ingest``'s counters for Prometheus on ``address`` (HOST:PORT), if given."""
+    if address:
+        from cloud.ingest import service
+
+        host, port = _host_port(address)
+        try:
+            service.serve_metrics(ingest.stats, host, port)
+        except OSError as exc:
+            raise click.ClickException("cannot serve metrics on %s: %s" % (address, exc)) from None
+
+
+@cloud.command("ingest-mqtt")
+@config_option
+@data_dir_option
+@click.option("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT (default: broker_url).")
+@click.option("--group", default="bankiot-ingest", show_default=True, help="Shared group.")
+@click.option("--client-id", help="MQTT client id (default: random per process).")
+@click.option("--cafile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--certfile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--keyfile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@metrics_option
+def ingest_mqtt(
+    config_file: Path | None,
+    data_dir: Path | None,
+    broker: str | None,
+    group: str,
+    client_id: str | None,
+    cafile: Path | None,
+    certfile: Path | None,
+    keyfile: Path | None,
+    metrics: str | None,
+) -> None:
+    """Ingest gateways' batches from the broker (one worker of a shared group)."""
+    from cloud.ingest import service
+    from cloud.ingest.mqtt_worker import MqttWorker
+
+    config = settings(config_file, data_dir, broker_url=broker)
+    if not config["BROKER_URL"]:
+        raise click.ClickException("no broker: give --broker mqtt://HOST:PORT or broker_url")
+    try:
+        host, port, tls = service.broker_address(config["BROKER_URL"])
+        context = service.tls_context(cafile, certfile, keyfile) if tls or cafile else None
+        ingest = service.open_ingest(config)
+        worker = MqttWorker(
+            ingest, host, port, group=group, identifier=client_id, tls_context=context
+        )
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from None
+    _start_metrics(metrics, ingest)
+    click.echo("ingesting from %s:%d as %s in group %s" % (host, port, worker.identifier, group))
+    service.run_until_signalled(lambda stop: service.serve_mqtt(worker, stop))
+
+
+@cloud.command("ingest-coap")
+@config_option
+@data_dir_option
+@click.option("--coap", help="HOST:PORT to listen on (UDP; default 127.0.0.1:5683).")
+@metrics_option
+def ingest_coap(
+    config_file: Path | None, data_dir: Path | None, coap: str | None, metrics: str | None
+) -> None:
+    """Ingest gateways' batches over CoAP (POST /batches)."""
+    from cloud.ingest import service
+
+    config = settings(config_file, data_dir, coap=coap)
+    host, port = _host_port(config["COAP"])
+    try:
+        ingest = service.open_ingest(config)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from None
+    _start_metrics(metrics, ingest)
+    click.echo("CoAP ingest on coap://%s:%d/batches" % (host, port))
+    try:
+        service.run_until_signalled(lambda stop: service.serve_coap(ingest, host, port, stop))
+    except OSError as exc:
+        raise click.ClickException("cannot listen on %s:%d: %s" % (host, port, exc)) from None
+
+
+@cloud.command("ingest-purge")
+@config_option
+@data_dir_option
+@click.option(
+    "--keep",
+    multiple=True,
+    metavar="CLASS=DURATION",
+    help="Retention of a data class, e.g. health=7d or presence=12h (repeat).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def ingest_purge(
+    config_file: Path | None, data_dir: Path | None, keep: tuple[str, ...], as_json: bool
+) -> None:
+    """Delete readings and events older than their data class's retention (run daily)."""
+    from cloud.ingest import service
+    from cloud.ingest.retention import RetentionError
+
+    try:
+        click.echo(service.purge(settings(config_file, data_dir), keep, as_json))
+    except (RetentionError, service.ServiceError) as exc:
+        raise click.ClickException(str(exc)) from None

@@ -8,18 +8,24 @@ from cloud.audit import AuditEvent
 from cloud.db import Base
 from cloud.fleet.models import Branch, Device
 from cloud.identity.models import ClaimToken, EnvelopeKey, IssuedCertificate
+from cloud.ingest.models import BatchReceipt, DeviceEvent, DownlinkCounter, GatewayHealth, Reading
 from cloud.people.models import ApiToken, Operator, OperatorBranch, OperatorSession
 
 __all__ = [
     "ApiToken",
     "AuditEvent",
     "Base",
+    "BatchReceipt",
     "Branch",
     "ClaimToken",
     "Device",
+    "DeviceEvent",
+    "DownlinkCounter",
     "EnvelopeKey",
+    "GatewayHealth",
     "IssuedCertificate",
     "Operator",
     "OperatorBranch",
     "OperatorSession",
+    "Reading",
 ]

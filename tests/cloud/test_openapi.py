@@ -33,6 +33,8 @@ def _api_app():
     return make_app(make_url("sqlite:///%s" % (folder / "db.sqlite3")), folder / "data")
 
 
+# Sealed batches (HTTP ingest) are raw bytes: serialize application/cose like octet-stream.
+schemathesis.serializer.alias("application/cose", "application/octet-stream")
 schema = schemathesis.openapi.from_wsgi("/openapi.json", _api_app())
 
 
