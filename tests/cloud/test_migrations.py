@@ -11,8 +11,8 @@ from cloud.migrations import current, upgrade
 from cloud.models import Base
 
 
-def test_upgrade_matches_the_models(database_url: URL) -> None:
-    url = database_url.render_as_string(hide_password=False)
+def test_upgrade_matches_the_models(empty_database_url: URL) -> None:
+    url = empty_database_url.render_as_string(hide_password=False)
     upgrade(url)
     engine = create_engine(url)
     try:
@@ -24,8 +24,8 @@ def test_upgrade_matches_the_models(database_url: URL) -> None:
         engine.dispose()
 
 
-def test_upgrade_is_idempotent(database_url: URL) -> None:
-    url = database_url.render_as_string(hide_password=False)
+def test_upgrade_is_idempotent(empty_database_url: URL) -> None:
+    url = empty_database_url.render_as_string(hide_password=False)
     upgrade(url)
     first = current(url)
     upgrade(url)
