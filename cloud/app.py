@@ -15,7 +15,7 @@ from typing import Any
 from apiflask import APIFlask
 
 import bankiot_core
-from cloud import db, health, identity, ingest, people
+from cloud import db, fleet, health, identity, ingest, people
 from cloud.config import load_config, secret_key
 
 
@@ -41,4 +41,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     people.init_app(app)
     identity.init_app(app)
     ingest.init_app(app)
+    fleet.init_app(app)
     return app

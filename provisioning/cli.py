@@ -21,6 +21,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str, str, str]] = {
     "adv": ("provisioning.adv_cli", "adv", "field", "Decode BLE advertisements."),
     "cloud": ("cloud.cli", "cloud", "cloud", "Run and administer the cloud."),
     "firmware": ("provisioning.firmware_cli", "firmware", "field", "Build the board firmware."),
+    "fleet": ("cloud.fleet.cli", "fleet", "cloud", "Fleet inventory for operators (API client)."),
 }
 
 
