@@ -76,8 +76,6 @@ def db_upgrade(config_file: Path | None, data_dir: Path | None) -> None:
 
     config = settings(config_file, data_dir)
     url = config["DATABASE_URL"]
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     try:
         upgrade(url)
     except Exception as exc:  # a driver's error: say it in one line

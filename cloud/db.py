@@ -8,6 +8,7 @@ upgraded only by Alembic migrations (``migrations.upgrade``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, g
@@ -57,13 +58,16 @@ class Database:
         self.engine.dispose()
 
 
+def ensure_sqlite_folder(url: str) -> None:
+    """Create the folder of a SQLite database file: SQLite makes the file, not its folder."""
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+
+
 def init_app(app: Flask) -> None:
     """Attach a Database for ``DATABASE_URL`` to ``app`` and close sessions at teardown."""
     url = app.config["DATABASE_URL"]
-    if url.startswith("sqlite:///"):
-        from pathlib import Path
-
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    ensure_sqlite_folder(url)
     app.extensions["bankiot.db"] = Database(url)
 
     @app.teardown_appcontext

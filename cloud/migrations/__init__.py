@@ -24,6 +24,9 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "heads") -> None:
     """Bring the database at ``url`` to ``revision`` (default: every head)."""
+    from cloud.db import ensure_sqlite_folder
+
+    ensure_sqlite_folder(url)
     command.upgrade(alembic_config(url), revision)
 
 

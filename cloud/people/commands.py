@@ -12,7 +12,6 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import click
@@ -58,8 +57,6 @@ def database(config: dict[str, Any]) -> Iterator[Session]:
     from cloud.migrations import upgrade
 
     url = config["DATABASE_URL"]
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     try:
         upgrade(url)
     except Exception as exc:  # a driver's error: say it in one line

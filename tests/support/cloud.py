@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from apiflask import APIFlask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from cloud.app import create_app
 from cloud.config import load_config
 from cloud.migrations import upgrade
+from tests.support.databases import scratch_database
 
 
 def make_app(database_url: URL | str, data_dir: Path, **settings: str) -> APIFlask:
@@ -70,18 +69,10 @@ def migrated_sqlite_url(migrated_sqlite_template: Path, tmp_path: Path) -> URL:
 
 @pytest.fixture(scope="session")
 def migrated_postgres_template(postgres_admin_url: str) -> Iterator[str]:
-    name = "bankiot_template_%s" % uuid.uuid4().hex[:12]
-    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text('CREATE DATABASE "%s"' % name))
-    try:
-        url = make_url(postgres_admin_url).set(database=name)
+    with scratch_database(postgres_admin_url) as url:
         upgrade(url.render_as_string(hide_password=False))
-        yield name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name))
-        admin.dispose()
+        assert url.database is not None
+        yield url.database
 
 
 @pytest.fixture
@@ -89,15 +80,5 @@ def migrated_postgres_url(
     migrated_postgres_template: str, postgres_admin_url: str
 ) -> Iterator[URL]:
     """A fresh PostgreSQL database at the current migrations, dropped afterwards."""
-    name = "bankiot_test_%s" % uuid.uuid4().hex[:12]
-    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(
-            text('CREATE DATABASE "%s" TEMPLATE "%s"' % (name, migrated_postgres_template))
-        )
-    try:
-        yield make_url(postgres_admin_url).set(database=name)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name))
-        admin.dispose()
+    with scratch_database(postgres_admin_url, template=migrated_postgres_template) as url:
+        yield url

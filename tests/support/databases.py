@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -117,19 +118,29 @@ def postgres_admin_url() -> Iterator[str]:
     private.stop()
 
 
-@pytest.fixture
-def postgres_url(postgres_admin_url: str) -> Iterator[URL]:
-    """A new empty PostgreSQL database for one test, dropped afterwards."""
+@contextmanager
+def scratch_database(admin_url: str, template: str | None = None) -> Iterator[URL]:
+    """A new PostgreSQL database (a copy of ``template`` if given), dropped on exit."""
     name = "bankiot_test_%s" % uuid.uuid4().hex[:12]
-    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    create = 'CREATE DATABASE "%s"' % name
+    if template is not None:
+        create += ' TEMPLATE "%s"' % template
     with admin.connect() as conn:
-        conn.execute(text('CREATE DATABASE "%s"' % name))
+        conn.execute(text(create))
     try:
-        yield make_url(postgres_admin_url).set(database=name)
+        yield make_url(admin_url).set(database=name)
     finally:
         with admin.connect() as conn:
             conn.execute(text('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[URL]:
+    """A new empty PostgreSQL database for one test, dropped afterwards."""
+    with scratch_database(postgres_admin_url) as url:
+        yield url
 
 
 @pytest.fixture
