@@ -24,5 +24,8 @@ typecheck:
 firmware-check:
 	$(VENV)/bankiot firmware compile
 
+# Tests spend most of their time waiting on brokers, databases, MicroPython and Chromium, so
+# more workers than cores pays; --dist loadscope keeps a module's fixtures in one worker.
+PYTEST_WORKERS ?= 4
 pytest:
-	$(VENV)/pytest
+	$(VENV)/pytest -n $(PYTEST_WORKERS) --dist loadscope

@@ -20,7 +20,8 @@ latencies, and the figure per CPU core next to ThingsBoard's published 33,333 da
 per second on 36 vCPUs (926 per vCPU) for scale; the worker here uses about one core.
 
 Run: ``.venv/bin/python bench/ingest.py [--batches 400] [--readings 64] [--gateways 4]
-[--chunk 5000] [--dir D] [--json]`` (needs ``mosquitto``).
+[--chunk 5000] [--dir D] [--json]`` (needs ``mosquitto``). ``bench/ingest_pg.py`` is the
+PostgreSQL counterpart with several worker processes; it shares the pieces below.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ import asyncio
 import datetime as dt
 import json
 import multiprocessing
+import random
 import shutil
 import socket
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # The gateway simulator and the private broker are the test suite's (tests/): run from
@@ -47,6 +50,7 @@ from sqlalchemy import insert
 
 from bankiot_core import cose, downlink
 from bankiot_core.batch import decode_batch
+from bankiot_core.keyring import KeyRing
 from cloud.db import Database
 from cloud.ingest.keys import MemoryKeySource
 from cloud.ingest.models import BatchReceipt
@@ -62,19 +66,31 @@ THINGSBOARD_PER_VCPU = 33_333 / 36
 NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 
-def sealed_batches(gateways: int, batches: int, readings: int, tag: str):
-    """``(gateway, [(seq, envelope)])`` for each gateway, ``batches`` in all."""
+def sealed_batches(
+    gateways: int,
+    batches: int,
+    readings: int,
+    tag: str,
+    ring: Callable[[str], KeyRing] | None = None,
+    unix_ms: int = 1_790_000_000_000,
+):
+    """``(gateway, [(seq, envelope)])`` for each gateway, ``batches`` in all. ``ring``: the
+    key ring of a gateway id (an enrolled key), instead of the simulator's test secret."""
     out = []
     per_gateway = max(1, batches // gateways)
     for g in range(gateways):
         gw = SimGateway(
             "bench-%s-%d" % (tag, g),
-            unix_ms=1_790_000_000_000,
+            unix_ms=unix_ms,
             max_readings=readings,
             max_bytes=65_000,
             max_in_flight=per_gateway + 1,
         )
-        gw.hear_many(per_gateway * readings)
+        if ring is not None:
+            gw.ring = ring(gw.gateway_id)
+        # A sensor of its own per gateway, as in branches: per-device rows (threshold
+        # states) are not one row that every gateway's batches contend for.
+        gw.hear_many(per_gateway * readings, address=bytes((0xA4, 0xC1, 0x38, 0, g >> 8, g & 255)))
         gw.flush()
         out.append((gw, gw.outbox()))
     return out
@@ -86,9 +102,9 @@ def migrated(folder: Path, name: str) -> Database:
     return Database(url)
 
 
-def run_raw(folder: Path, fleet, chunk: int) -> tuple[float, int]:
-    """Readings per second of plain bulk inserts of the same rows."""
-    database = migrated(folder, "raw.sqlite3")
+def run_raw(database: Database, fleet, chunk: int) -> tuple[float, int]:
+    """Readings per second of plain bulk inserts of the same rows into ``database`` (migrated,
+    empty), ``chunk`` rows per transaction; and the number of rows."""
     rows = []
     receipts = []
     for gw, items in fleet:
@@ -119,7 +135,6 @@ def run_raw(folder: Path, fleet, chunk: int) -> tuple[float, int]:
         with database.engine.begin() as conn:
             conn.execute(insert(READINGS), rows[i : i + chunk])
     elapsed = time.perf_counter() - start
-    database.dispose()
     return len(rows) / elapsed, len(rows)
 
 
@@ -190,6 +205,16 @@ async def run_latency(host: str, port: int, database: Database, fleet, rate: flo
     stop = asyncio.Event()
     task = asyncio.ensure_future(worker.run(stop))
     await asyncio.wait_for(worker.subscribed.wait(), 10)
+    latencies = await measure_latency(host, port, fleet, rate)
+    stop.set()
+    await task
+    return latencies
+
+
+async def measure_latency(host: str, port: int, fleet, rate: float) -> list[float]:
+    """Publish ``fleet``'s batches at ``rate`` per second (the gateways interleaved) to
+    whatever workers serve the broker; the latencies (seconds, sorted) from each publish to
+    its acknowledgement opened on the gateway's downlink topic."""
     sent: dict[tuple[str, int], float] = {}
     latencies: list[float] = []
     rings = {gw.down_aad: gw for gw, _items in fleet}
@@ -206,6 +231,7 @@ async def run_latency(host: str, port: int, database: Database, fleet, rate: flo
                     message.payload, gw.ring.lookup, gw.down_aad, cose.DOWNLINK
                 )
                 ack = downlink.decode_message(opened.plaintext)
+                assert isinstance(ack, downlink.Ack)  # ingest sends acks only
                 # Ingest acknowledges one batch per message: seq 0 travels as ``through``.
                 seq = ack.through if ack.through is not None else ack.ranges[0][0]
                 latencies.append(time.perf_counter() - sent[(gw.gateway_id, seq)])
@@ -215,18 +241,36 @@ async def run_latency(host: str, port: int, database: Database, fleet, rate: flo
         reader = asyncio.ensure_future(read())
         interval = 1 / rate
         next_at = time.perf_counter()
-        order = [(gw, seq, e) for gw, items in fleet for seq, e in items]
-        order.sort(key=lambda item: item[1])  # interleave the gateways
-        for gw, seq, envelope in order:
+        for gw, seq, envelope in interleaved(fleet):
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
             sent[(gw.gateway_id, seq)] = time.perf_counter()
             await client.publish(gw.aad, envelope, qos=1)
             next_at += interval
         await asyncio.wait_for(reader, 60)
-    stop.set()
-    await task
     latencies.sort()
     return latencies
+
+
+def interleaved(fleet, seed: int = 1) -> list[tuple[SimGateway, int, bytes]]:
+    """Every batch of ``fleet`` as ``(gateway, seq, envelope)``, the gateways merged in a
+    random order (each one's batches in its own order), as independent gateways publish. A
+    fixed pattern would not do: taken round robin by N workers of a shared group, it could
+    send each gateway's batches always to the same worker."""
+    rng = random.Random(seed)
+    queues = [[(gw, seq, envelope) for seq, envelope in items] for gw, items in fleet]
+    queues = [queue[::-1] for queue in queues if queue]  # pop() from the end: in order
+    out = []
+    while queues:
+        queue = rng.choice(queues)
+        out.append(queue.pop())
+        if not queue:
+            queues.remove(queue)
+    return out
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    """The ``fraction`` quantile of sorted ``ordered`` (nearest rank below)."""
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     broker = start_mosquitto(folder / "mosquitto", persistence=False, extra="set_tcp_nodelay true")
     try:
         fleet = sealed_batches(args.gateways, args.batches, args.readings, "a")
-        raw_rate, rows = run_raw(folder, fleet, args.chunk)
+        raw_database = migrated(folder, "raw.sqlite3")
+        raw_rate, rows = run_raw(raw_database, fleet, args.chunk)
+        raw_database.dispose()
         database = migrated(folder, "ingest.sqlite3")
         mqtt_rate = asyncio.run(run_mqtt(broker.host, broker.port, database, fleet, 300))
         batch_rate = mqtt_rate / args.readings
@@ -260,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         broker.stop()
         shutil.rmtree(folder, ignore_errors=True)
     p50 = statistics.median(latencies)
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    p99 = percentile(latencies, 0.99)
     report = {
         "readings": rows,
         "readings_per_batch": args.readings,

@@ -12,6 +12,11 @@
 
 Roles: ``operations`` (cloud operations, every branch), ``branch_manager`` (own branch),
 ``technician`` (enroll and replace in assigned branches).
+
+Personal data (which customer's wearable did what, where) is shown only to
+``PERSONAL_DATA_ROLES``: branch managers, who serve the customers of their own branches.
+Cloud operations and technicians run the fleet; they see that a customer was involved, not
+who (``may_see_personal_data()``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, TypeVar
 from flask import abort, current_app, g
 
 ROLES = ("operations", "branch_manager", "technician")
+PERSONAL_DATA_ROLES = ("branch_manager",)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,6 +93,11 @@ def check_branch(branch_id: int) -> None:
     """Abort with 404 unless the caller may act on ``branch_id``."""
     if not current_principal().may_act_on(branch_id):
         abort(404)
+
+
+def may_see_personal_data() -> bool:
+    """True if the caller's role may see customers' identities (``PERSONAL_DATA_ROLES``)."""
+    return current_principal().role in PERSONAL_DATA_ROLES
 
 
 def visible_branches() -> Iterable[int] | None:

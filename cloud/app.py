@@ -15,7 +15,21 @@ from typing import Any
 from apiflask import APIFlask
 
 import bankiot_core
-from cloud import db, fleet, health, identity, ingest, people
+from cloud import (
+    analytics,
+    apps,
+    bank,
+    customers,
+    dashboards,
+    db,
+    events,
+    fleet,
+    health,
+    identity,
+    ingest,
+    offers,
+    people,
+)
 from cloud.config import load_config, secret_key
 
 
@@ -42,4 +56,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     identity.init_app(app)
     ingest.init_app(app)
     fleet.init_app(app)
+    customers.init_app(app)
+    bank.init_app(app)
+    offers.init_app(app)
+    analytics.init_app(app)
+    events.init_app(app)
+    apps.init_app(app)
+    dashboards.init_app(app)
     return app

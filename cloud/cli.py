@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from cloud.config import ConfigError, load_config
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -33,6 +41,21 @@ config_option = click.option(
 data_dir_option = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data folder."
 )
+broker_option = click.option(
+    "--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT (default: broker_url)."
+)
+metrics_option = click.option(
+    "--metrics", metavar="HOST:PORT", help="Serve Prometheus metrics on this address."
+)
+
+
+def tls_options(command: F) -> F:
+    """``--cafile``, ``--certfile``, ``--keyfile``: the cloud's TLS identity towards a broker
+    (``_broker``), in that order in ``--help``."""
+    for name in ("--keyfile", "--certfile", "--cafile"):  # the last applied shows first
+        path = click.Path(exists=True, dir_okay=False, path_type=Path)
+        command = click.option(name, type=path)(command)
+    return command
 
 
 @click.group()
@@ -50,16 +73,62 @@ def serve(config_file: Path | None, data_dir: Path | None, http: str | None) -> 
 
     from cloud.app import create_app
     from cloud.migrations import upgrade
+    from cloud.up import refresh_stale_crl
 
     config = settings(config_file, data_dir, http=http)
     host, port = _host_port(config["HTTP"])
     upgrade(config["DATABASE_URL"])
+    refreshed = refresh_stale_crl(config)
+    if refreshed:
+        click.echo(refreshed)
     app = create_app(config)
     click.echo("bankiot cloud on http://%s:%d (API docs at /docs)" % (host, port))
     try:
         run_simple(host, port, app, threaded=True)
     except OSError as exc:
         raise click.ClickException("cannot listen on %s:%d: %s" % (host, port, exc)) from None
+
+
+@cloud.command()
+@config_option
+@data_dir_option
+@click.option("--http", help="HOST:PORT of the web application (default 127.0.0.1:5000).")
+@click.option("--coap", help="HOST:PORT (UDP) of CoAP ingest (default 127.0.0.1:5683).")
+@click.option(
+    "--mqtt", help="HOST:PORT of the embedded broker, MQTT over TLS (default 127.0.0.1:8883)."
+)
+@click.option("--broker", help="mqtt://HOST:PORT or mqtts://... of your broker instead.")
+@tls_options
+def up(
+    config_file: Path | None,
+    data_dir: Path | None,
+    http: str | None,
+    coap: str | None,
+    mqtt: str | None,
+    broker: str | None,
+    cafile: Path | None,
+    certfile: Path | None,
+    keyfile: Path | None,
+) -> None:
+    """Run everything on one machine: web, CoAP and MQTT ingest, and a private broker.
+
+    Migrates the database, makes the fleet CA on first start and re-signs a stale CRL
+    first. Ctrl-C (or SIGTERM) stops everything. --cafile/--certfile/--keyfile: the
+    cloud's TLS identity for --broker.
+    """
+    import logging
+
+    from cloud import up as one_machine
+    from cloud.identity.errors import IdentityError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    config = settings(config_file, data_dir, http=http, coap=coap)
+    try:
+        one_machine.run(config, mqtt, broker, (cafile, certfile, keyfile), click.echo)
+    except one_machine.UpError as exc:
+        raise click.ClickException(str(exc)) from None
+    except IdentityError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 @cloud.group("db")
@@ -151,6 +220,39 @@ def operator_list(config_file: Path | None, data_dir: Path | None, as_json: bool
     click.echo(commands.listing(settings(config_file, data_dir), as_json))
 
 
+@cloud.group("token")
+def token_group() -> None:
+    """API tokens for operators (``Authorization: Bearer``), made on the database itself."""
+
+
+@token_group.command("create")
+@config_option
+@data_dir_option
+@click.argument("operator")
+@click.option(
+    "--name", "token_name", default="command line", show_default=True, help="What it is for."
+)
+@click.option("--days", type=int, help="Days it is valid (1 to 365; default 90, as the API's).")
+def token_create(
+    config_file: Path | None,
+    data_dir: Path | None,
+    operator: str,
+    token_name: str,
+    days: int | None,
+) -> None:
+    """Make an API token for OPERATOR (printed once; the cloud keeps only its hash).
+
+    The token acts with the operator's role and branches: export it as BANKIOT_TOKEN for
+    ``bankiot fleet``. As POST /api/tokens from a signed-in session, audited.
+    """
+    from cloud.people import commands
+
+    for line in commands.create_api_token(
+        settings(config_file, data_dir), operator, token_name, days
+    ):
+        click.echo(line)
+
+
 def _identity_lines(action, *args) -> None:
     """Run a ``cloud.identity.commands`` function; print its lines, errors as one line."""
     from cloud.identity.errors import IdentityError
@@ -234,32 +336,43 @@ def broker_config(
     )
 
 
-metrics_option = click.option(
-    "--metrics", metavar="HOST:PORT", help="Serve Prometheus metrics on this address."
-)
-
-
-def _start_metrics(address: str | None, ingest) -> None:
-    """Serve ``ingest``'s counters for Prometheus on ``address`` (HOST:PORT), if given."""
+def _start_metrics(address: str | None, stats: Collector) -> None:
+    """Serve ``stats`` (ingest's or the event worker's counters) for Prometheus on
+    ``address`` (HOST:PORT), if given."""
     if address:
         from cloud.ingest import service
 
         host, port = _host_port(address)
         try:
-            service.serve_metrics(ingest.stats, host, port)
+            service.serve_metrics(stats, host, port)
         except OSError as exc:
             raise click.ClickException("cannot serve metrics on %s: %s" % (address, exc)) from None
+
+
+def _broker(
+    config: dict, cafile: Path | None, certfile: Path | None, keyfile: Path | None
+) -> tuple[str, int, ssl.SSLContext | None]:
+    """The broker of ``config`` (``BROKER_URL``): host, port and the TLS context to reach it
+    with (the cloud's client certificate if given; None for plain MQTT)."""
+    from cloud.ingest import service
+
+    if not config["BROKER_URL"]:
+        raise click.ClickException("no broker: give --broker mqtt://HOST:PORT or broker_url")
+    try:
+        host, port, tls = service.broker_address(config["BROKER_URL"])
+        context = service.tls_context(cafile, certfile, keyfile) if tls or cafile else None
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from None
+    return host, port, context
 
 
 @cloud.command("ingest-mqtt")
 @config_option
 @data_dir_option
-@click.option("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT (default: broker_url).")
+@broker_option
 @click.option("--group", default="bankiot-ingest", show_default=True, help="Shared group.")
 @click.option("--client-id", help="MQTT client id (default: random per process).")
-@click.option("--cafile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--certfile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--keyfile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@tls_options
 @metrics_option
 def ingest_mqtt(
     config_file: Path | None,
@@ -277,20 +390,58 @@ def ingest_mqtt(
     from cloud.ingest.mqtt_worker import MqttWorker
 
     config = settings(config_file, data_dir, broker_url=broker)
-    if not config["BROKER_URL"]:
-        raise click.ClickException("no broker: give --broker mqtt://HOST:PORT or broker_url")
+    host, port, context = _broker(config, cafile, certfile, keyfile)
     try:
-        host, port, tls = service.broker_address(config["BROKER_URL"])
-        context = service.tls_context(cafile, certfile, keyfile) if tls or cafile else None
         ingest = service.open_ingest(config)
         worker = MqttWorker(
             ingest, host, port, group=group, identifier=client_id, tls_context=context
         )
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from None
-    _start_metrics(metrics, ingest)
+    _start_metrics(metrics, ingest.stats)
     click.echo("ingesting from %s:%d as %s in group %s" % (host, port, worker.identifier, group))
     service.run_until_signalled(lambda stop: service.serve_mqtt(worker, stop))
+
+
+@cloud.command("supervise")
+@config_option
+@data_dir_option
+@broker_option
+@tls_options
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.1, 3600),
+    default=2.0,
+    show_default=True,
+    help="Seconds between passes.",
+)
+def supervise(
+    config_file: Path | None,
+    data_dir: Path | None,
+    broker: str | None,
+    cafile: Path | None,
+    certfile: Path | None,
+    keyfile: Path | None,
+    interval: float,
+) -> None:
+    """Deliver configuration and commands to gateways, time out commands, keep alerts."""
+    from cloud.fleet import supervisor
+    from cloud.ingest import service
+
+    config = settings(config_file, data_dir, broker_url=broker)
+    host, port, context = _broker(config, cafile, certfile, keyfile)
+    try:
+        checks = supervisor.checks_for(config)
+        ingest = service.open_ingest(config)  # its database and key source
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from None
+    publisher = supervisor.MqttPublisher(host, port, tls_context=context)
+    click.echo("supervising the fleet, publishing to %s:%d" % (host, port))
+    service.run_until_signalled(
+        lambda stop: supervisor.supervise(
+            ingest.database, ingest.key_source, publisher, stop, interval=interval, checks=checks
+        )
+    )
 
 
 @cloud.command("ingest-coap")
@@ -310,7 +461,7 @@ def ingest_coap(
         ingest = service.open_ingest(config)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from None
-    _start_metrics(metrics, ingest)
+    _start_metrics(metrics, ingest.stats)
     click.echo("CoAP ingest on coap://%s:%d/batches" % (host, port))
     try:
         service.run_until_signalled(lambda stop: service.serve_coap(ingest, host, port, stop))
@@ -331,7 +482,11 @@ def ingest_coap(
 def ingest_purge(
     config_file: Path | None, data_dir: Path | None, keep: tuple[str, ...], as_json: bool
 ) -> None:
-    """Delete readings and events older than their data class's retention (run daily)."""
+    """Delete readings, events and records of what was decided about customers older than
+    their data class's retention (run daily).
+
+    On PostgreSQL, months of readings whose every class has expired are dropped whole.
+    """
     from cloud.ingest import service
     from cloud.ingest.retention import RetentionError
 

@@ -18,9 +18,15 @@ runs on a configuration it half understood.
 | login_rate_limit | ``5 per minute`` | failed sign-ins per client address |
 | login_account_rate_limit | ``20 per hour`` | failed sign-ins per account name |
 | enroll_rate_limit | ``20 per minute`` | refused enrollments per client address |
+| customer_signin_rate_limit | ``5 per minute`` | customers' failed sign-ins per address |
+| customer_code_rate_limit | ``10 per hour`` | refused pairing codes per customer |
 | ratelimit_storage_uri | in memory | flask-limiter storage (``redis://...`` for replicas) |
+| release_keys_dir | data_dir/release-keys | trusted release public keys: every ``*.pub`` in it |
+| release_keys | none | more trusted release public keys: ``.pub`` paths, comma-separated |
+| alert_* | see ``cloud.fleet.alert_rules`` | fleet alert thresholds (offline, queue, drift, ...) |
+| ingest_thresholds | none | readings' threshold crossings as events (``cloud.ingest.thresholds``) |
 
-The last six are optional: unset, the area that reads them uses the default above.
+The last twelve rows are optional: unset, the area that reads them uses its default.
 """
 
 from __future__ import annotations
@@ -46,7 +52,23 @@ DEFAULTS: dict[str, Any] = {
     "login_rate_limit": None,
     "login_account_rate_limit": None,
     "enroll_rate_limit": None,
+    "customer_signin_rate_limit": None,
+    "customer_code_rate_limit": None,
     "ratelimit_storage_uri": None,
+    "release_keys_dir": None,
+    "release_keys": None,
+    "alert_offline_after": None,
+    "alert_queue_depth": None,
+    "alert_queue_growth": None,
+    "alert_battery_low": None,
+    "alert_auth_failures": None,
+    "alert_decode_failures": None,
+    "alert_window": None,
+    "alert_drift_window": None,
+    "alert_drift_halflife": None,
+    "alert_drift_limit": None,
+    "alert_beacon_silent": None,
+    "ingest_thresholds": None,
 }
 
 # Settings left out of the Flask config when unset, so their area's own default applies.
@@ -57,7 +79,23 @@ OPTIONAL = frozenset(
         "login_rate_limit",
         "login_account_rate_limit",
         "enroll_rate_limit",
+        "customer_signin_rate_limit",
+        "customer_code_rate_limit",
         "ratelimit_storage_uri",
+        "release_keys_dir",
+        "release_keys",
+        "alert_offline_after",
+        "alert_queue_depth",
+        "alert_queue_growth",
+        "alert_battery_low",
+        "alert_auth_failures",
+        "alert_decode_failures",
+        "alert_window",
+        "alert_drift_window",
+        "alert_drift_halflife",
+        "alert_drift_limit",
+        "alert_beacon_silent",
+        "ingest_thresholds",
     )
 )
 

@@ -9,11 +9,14 @@
 //   files     {devicePath: base64} extra files written after the mounts
 //   export    [deviceDir, ...] whose files are returned after the run
 //   heapsize  initial MicroPython heap in bytes (the heap grows on demand)
+// OSError numbers are a board's (ENOENT 2), not the WASI ones the port reports (see
+// board_errno.mjs, shared with the virtual board).
 // Response (one JSON object on stdout):
 //   {stdout, stderr, error: null | {type, traceback}, files: {devicePath: base64}}
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+import { loadBoardLike } from "./board_errno.mjs";
 
 function mkdirs(FS, dir) {
   if (dir && dir !== "/") FS.mkdirTree(dir);
@@ -51,7 +54,8 @@ const outDecoder = new TextDecoder();
 const errDecoder = new TextDecoder();
 let stdout = "";
 let stderr = "";
-const mp = await loadMicroPython({
+// File errors carry a board's errno numbers, not WASI's (board_errno.mjs).
+const mp = await loadBoardLike(loadMicroPython, {
   stdout: (chunk) => { stdout += outDecoder.decode(chunk, { stream: true }); },
   stderr: (chunk) => { stderr += errDecoder.decode(chunk, { stream: true }); },
   linebuffer: false,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
@@ -19,22 +21,44 @@ import bankiot_core
 # name -> (module, attribute, extra that provides its dependencies, one-line help)
 COMMAND_GROUPS: dict[str, tuple[str, str, str, str]] = {
     "adv": ("provisioning.adv_cli", "adv", "field", "Decode BLE advertisements."),
+    "analytics": (
+        "cloud.analytics.cli",
+        "analytics",
+        "cloud",
+        "Customer profiles, segments and life events: recompute.",
+    ),
+    "bank": ("cloud.bank.cli", "bank", "cloud", "Import bank statements (camt, MT940, ...)."),
     "cloud": ("cloud.cli", "cloud", "cloud", "Run and administer the cloud."),
+    "events": ("cloud.events.cli", "events", "cloud", "Event rules: check, dry-run, run."),
     "firmware": ("provisioning.firmware_cli", "firmware", "field", "Build the board firmware."),
     "fleet": ("cloud.fleet.cli", "fleet", "cloud", "Fleet inventory for operators (API client)."),
+    "flash": ("provisioning.flash_cli", "flash", "field", "Flash and enroll an ESP32 or Pico W."),
+    "gateway": ("edge.cli", "gateway", "gateway", "Enroll and inspect a Raspberry Pi gateway."),
+    "kiosk": ("provisioning.kiosk_cli", "kiosk", "gateway", "Deploy a branch kiosk (a Pi)."),
+    "offers": ("cloud.offers.cli", "offers", "cloud", "Campaigns and offers: create, target."),
 }
 
 
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+    """A click group whose subcommands are imported on first use.
+
+    ``lazy``: name -> (module, attribute, extra, one-line help), like ``COMMAND_GROUPS``;
+    other groups (``bankiot fleet``) use it for subcommands that live in their own modules.
+    """
+
+    def __init__(
+        self, *args: Any, lazy: Mapping[str, tuple[str, str, str, str]] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(COMMAND_GROUPS if lazy is None else lazy)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *COMMAND_GROUPS])
+        return sorted([*super().list_commands(ctx), *self.lazy])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in COMMAND_GROUPS:
+        if cmd_name not in self.lazy:
             return super().get_command(ctx, cmd_name)
-        module_name, attribute, extra, _ = COMMAND_GROUPS[cmd_name]
+        module_name, attribute, extra, _ = self.lazy[cmd_name]
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -45,6 +69,25 @@ class LazyGroup(click.Group):
         command = getattr(module, attribute)
         assert isinstance(command, click.Command)
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the subcommands; one whose extra is missing shows its one-line help and
+        the extra it needs, so ``--help`` works on an install with one role's extra."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max((len(name) for name in names), default=0)
+        rows = []
+        for name in names:
+            try:
+                command = self.get_command(ctx, name)
+            except click.ClickException:
+                _, _, extra, summary = self.lazy[name]
+                rows.append((name, "%s (needs the %s extra)" % (summary, extra)))
+                continue
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

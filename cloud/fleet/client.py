@@ -27,38 +27,67 @@ class FleetClient:
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ApiError("%r is not an http(s) URL" % base_url)
         if not token:
-            raise ApiError("no API token: set BANKIOT_TOKEN (make one with POST /api/tokens)")
+            raise ApiError(
+                "no API token: set BANKIOT_TOKEN (bankiot cloud token create OPERATOR makes one)"
+            )
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET ``path`` with the query ``params`` (None values left out); the JSON body."""
+        return self.request("GET", path, params=params)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> Any:
+        """``method`` on ``path`` with the query ``params`` (None values left out) and a JSON
+        body (``json_body``) or raw bytes (``data``); the JSON answer, or None for none."""
         query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
         url = "%s%s%s" % (self.base_url, path, "?" + query if query else "")
-        request = urllib.request.Request(
-            url, headers={"Authorization": "Bearer %s" % self.token, "Accept": "application/json"}
-        )
+        headers = {"Authorization": "Bearer %s" % self.token, "Accept": "application/json"}
+        if json_body is not None:
+            data = json.dumps(json_body).encode()
+            content_type = "application/json"
+        if data is not None:
+            headers["Content-Type"] = content_type
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.load(response)
+                raw = response.read()
         except urllib.error.HTTPError as exc:
-            raise ApiError("GET %s: HTTP %d %s" % (path, exc.code, _reason(exc))) from None
+            raise ApiError("%s %s: HTTP %d %s" % (method, path, exc.code, _reason(exc))) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ApiError("cannot reach %s: %s" % (self.base_url, reason)) from None
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
         except ValueError:
-            raise ApiError("GET %s: the answer is not JSON" % path) from None
+            raise ApiError("%s %s: the answer is not JSON" % (method, path)) from None
 
-    def devices(self, **filters: Any) -> Iterator[dict[str, Any]]:
-        """Every device of the inventory matching ``filters``, following the pages."""
+    def pages(self, path: str, key: str, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every item (``key`` of each page) of the listing at ``path`` matching
+        ``filters``, following the pages (``next`` -> ``after``)."""
         after = None
         while True:
-            page = self.get("/api/fleet/devices", {**filters, "limit": PAGE, "after": after})
-            yield from page["devices"]
+            page = self.get(path, {**filters, "limit": PAGE, "after": after})
+            yield from page[key]
             after = page["next"]
             if after is None:
                 return
+
+    def devices(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every device of the inventory matching ``filters``, following the pages."""
+        return self.pages("/api/fleet/devices", "devices", **filters)
 
 
 def _reason(exc: urllib.error.HTTPError) -> str:

@@ -1,4 +1,5 @@
-"""The inventory listing as one query: devices joined with their branch and latest health.
+"""The inventory listing as one query: devices joined with their branch, latest health and
+number of open alerts (one grouped subquery over the open alerts, which are few).
 
 Pages are keyed by device id (``after``): stable while devices are added or removed, and
 each page is an index range scan on the primary key, whatever the page number.
@@ -11,11 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
+from cloud.fleet.alerts import OPEN, Alert
 from cloud.fleet.models import Branch, Device
-from cloud.ingest.models import GatewayHealth, utc
+from cloud.ingest.models import BatchReceipt, GatewayHealth, utc
 
 # Health values gateways may report beyond the loss counters (taken from the counters JSON
 # when present and whole numbers; null otherwise).
@@ -35,8 +37,27 @@ class Filters:
     limit: int = 100
 
 
+def _uplink() -> Any:
+    """The transport of the device's newest batch (``mqtt``, ``coap``, ``http``), or null:
+    one probe of the receipts' unique index (gateway, key version, sequence) per row."""
+    return (
+        select(BatchReceipt.transport)
+        .where(BatchReceipt.gateway == Device.uid)
+        .order_by(BatchReceipt.key_version.desc(), BatchReceipt.seq.desc())
+        .limit(1)
+        .correlate(Device)
+        .scalar_subquery()
+    )
+
+
 def inventory_query(filters: Filters) -> Select[*tuple[Any, ...]]:
     """The SELECT of one page (``limit + 1`` rows, so the caller knows if more follow)."""
+    open_alerts = (
+        select(Alert.device_id, func.count().label("open_alerts"))
+        .where(Alert.state == OPEN)
+        .group_by(Alert.device_id)
+        .subquery()
+    )
     query = (
         select(
             Device.id,
@@ -55,9 +76,12 @@ def inventory_query(filters: Filters) -> Select[*tuple[Any, ...]]:
             GatewayHealth.dropped_batches,
             GatewayHealth.dropped_bytes,
             GatewayHealth.counters,
+            func.coalesce(open_alerts.c.open_alerts, 0).label("open_alerts"),
+            _uplink().label("uplink"),
         )
         .join(Branch, Branch.id == Device.branch_id)
         .outerjoin(GatewayHealth, GatewayHealth.gateway == Device.uid)
+        .outerjoin(open_alerts, open_alerts.c.device_id == Device.id)
         .where(Device.id > filters.after)
         .order_by(Device.id)
         .limit(filters.limit + 1)
@@ -110,6 +134,8 @@ def _item(row: Row[Any]) -> dict[str, Any]:
         "firmware_version": row.firmware_version,
         "last_seen_at": utc(last_seen) if last_seen is not None else None,
         "health": _health(row),
+        "open_alerts": int(row.open_alerts),
+        "uplink": row.uplink,
     }
 
 

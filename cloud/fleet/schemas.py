@@ -50,12 +50,18 @@ class InventoryItemOut(Schema):
     status = String(required=True)
     firmware_version = String(required=True)
     last_seen_at = DateTime(allow_none=True, required=True)
+    uplink = String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "the transport of its newest batch: mqtt, coap or http"},
+    )
     health = Nested(
         GatewayHealthOut,
         allow_none=True,
         required=True,
         metadata={"description": "the latest health record from ingest; null if none"},
     )
+    open_alerts = Integer(required=True, metadata={"description": "alerts open on the device"})
 
 
 class InventoryOut(Schema):

@@ -23,7 +23,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -50,9 +52,17 @@ class KeyWrapper:
         if len(kek) != 32:
             raise KeyFileError("the envelope key-encryption key must be 32 bytes")
         self._aead = AESGCM(kek)
+        self._kek = kek
 
     def __repr__(self) -> str:
         return "KeyWrapper(<hidden>)"
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for another secret the cloud keeps at rest (``purpose`` names it,
+        e.g. ``"wearable bindings"``), derived from the KEK with HKDF-SHA256: one KEK to
+        provide and rotate, a separate key per purpose."""
+        info = b"bankiot kek purpose\x00" + purpose.encode()
+        return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(self._kek)
 
     def wrap(self, uid: str, version: int, secret: bytes) -> bytes:
         """``nonce || ciphertext`` of ``secret``, bound to ``uid`` and ``version``."""

@@ -45,6 +45,11 @@ class IdentityKeySource:
     def __repr__(self) -> str:
         return "IdentityKeySource(%r)" % self.database.url.split("@")[-1]
 
+    @property
+    def wrapper(self) -> KeyWrapper:
+        """The KEK (other secrets the cloud keeps at rest derive their keys from it)."""
+        return self._wrapper
+
     @classmethod
     def from_config(cls, database: Database, data_dir: Path) -> IdentityKeySource:
         """The key source of the cloud whose data folder is ``data_dir`` (its KEK)."""

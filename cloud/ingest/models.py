@@ -16,6 +16,8 @@ cloud's downlink sequence numbers.
 - ``gateway_health``: the latest health record of each gateway, with its loss counters.
 - ``downlink_counters``: the cloud's next downlink sequence number per gateway (the Partial IV
   of its acknowledgements): it only goes up, incremented in the transaction that uses it.
+- ``threshold_states``: per (device, threshold rule), normal or crossed, kept across batches
+  (``thresholds``); locked and updated in the transaction of the batch whose readings moved it.
 
 Times are UTC; SQLite hands them back without a zone (``utc()`` fixes that).
 """
@@ -41,15 +43,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cloud.db import Base
-
-# A 64-bit key on PostgreSQL; SQLite auto-increments only an INTEGER PRIMARY KEY.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
+from cloud.db import Base, BigId
 
 GATEWAY_LEN = 64  # cose.MAX_GATEWAY_ID_LEN
 DEVICE_LEN = 64  # an address "AA:BB:CC:DD:EE:FF", or a gateway id for the gateway's events
 METRIC_LEN = 64
 UNIT_LEN = 32
+RULE_LEN = 96  # thresholds.RULE_LEN: a metric, a direction and a number
 
 
 def utc(moment: dt.datetime) -> dt.datetime:
@@ -112,7 +112,10 @@ class DeviceEvent(Base):
 
     ``kind``: ``enter``, ``leave`` (``data``: rssi, confidence), an event reading's metric
     (``button``, ``command``, ...; ``data``: value), ``health`` (``data``: the counters) or
-    ``loss`` (``data``: how many batches the gateway dropped since its previous report).
+    ``loss`` (``data``: how many batches the gateway dropped since its previous report) or
+    ``threshold`` (``data``: metric, value, level, normal, direction, state; ``thresholds``)
+    or ``kiosk_checkin``, ``kiosk_ticket``, ``kiosk_request`` (``data``: event_id, wearable,
+    detail; ``kiosk_models``).
     ``device`` is the device's address, or the gateway id for the gateway's own events.
     """
 
@@ -160,3 +163,19 @@ class DownlinkCounter(Base):
 
     gateway: Mapped[str] = mapped_column(String(GATEWAY_LEN), primary_key=True)
     next_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class ThresholdState(Base):
+    """A device's state under one threshold rule (``thresholds.State``): ``crossed`` since
+    ``since`` at ``value`` (the reading that last changed it; None before any change), and
+    ``last_at``, the time of the newest reading taken for it (older ones are ignored)."""
+
+    __tablename__ = "threshold_states"
+
+    device: Mapped[str] = mapped_column(String(DEVICE_LEN), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(RULE_LEN), primary_key=True)  # "temperature>30"
+    metric: Mapped[str] = mapped_column(String(METRIC_LEN))
+    crossed: Mapped[bool] = mapped_column(Boolean)
+    since: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    value: Mapped[float | None] = mapped_column(Double)
+    last_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

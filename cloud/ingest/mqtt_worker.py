@@ -10,7 +10,8 @@ and any number of workers split the load. For each message, in order:
    the kid must name; while the database is unavailable, the same messages are tried again
    with backoff, and nothing else is taken;
 2. the sealed acknowledgement (accepted or duplicate) is published with QoS 1 on
-   ``devices/<gateway>/down``;
+   ``devices/<gateway>/down``, then any other sealed message the pipeline made for the
+   batch (``Result.downlinks``: offers for a kiosk check-in, ``cloud.offers``);
 3. only then is the message acknowledged to the broker (PUBACK). Steps 2 and 3 run in a
    task of their own, so the next message is judged while the broker answers; they are at
    most ``receive_maximum`` (the broker sends no more unacknowledged messages).
@@ -227,22 +228,34 @@ class MqttWorker:
         for (message, envelope), result in zip(items, results, strict=True):
             if result.ack is not None:
                 gateway = envelope.claimed_gateway or ""
-                tasks.append(
-                    asyncio.ensure_future(self._answer(client, gateway, result.ack, message))
-                )
+                answer = self._answer(client, gateway, result.ack, message, result.downlinks)
+                tasks.append(asyncio.ensure_future(answer))
             else:
                 self._puback(client, message)
         return tasks
 
     async def _answer(
-        self, client: aiomqtt.Client, gateway: str, ack: bytes, message: aiomqtt.Message
+        self,
+        client: aiomqtt.Client,
+        gateway: str,
+        ack: bytes,
+        message: aiomqtt.Message,
+        more: tuple[bytes, ...] = (),
     ) -> None:
-        """Publish the acknowledgement (QoS 1), then PUBACK the batch's message."""
+        """Publish the acknowledgement (QoS 1) and ``more``, then PUBACK the batch's
+        message."""
+        topic = downlink.downlink_topic(gateway)
         try:
-            await client.publish(downlink.downlink_topic(gateway), ack, qos=1)
+            await client.publish(topic, ack, qos=1)
         except aiomqtt.MqttError as exc:  # no PUBACK: the gateway resends, a duplicate
             log.warning("acknowledgement to %s not published: %s", gateway, exc)
             return
+        for extra in more:  # offers: lost with the connection, never sent twice
+            try:
+                await client.publish(topic, extra, qos=1)
+            except aiomqtt.MqttError as exc:
+                log.warning("a downlink message to %s not published: %s", gateway, exc)
+                break
         self._puback(client, message)
 
     def _puback(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:

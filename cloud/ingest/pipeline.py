@@ -9,7 +9,13 @@ arrived on (the envelope's external AAD) and the transport's name. In this order
    (``malformed``); on MQTT the kid's gateway must be the topic's (``wrong_gateway``);
 3. the gateway must not be revoked (``revoked``) and must have that key version
    (``unknown_key``), from the ``KeySource``;
-4. ``cose.open_envelope`` with the topic or resource as external AAD (``forged``);
+4. ``cose.open_envelope`` with the topic or resource as external AAD (``forged``). A gateway
+   seals a batch when it queues it, for the transport it prefers, and sends it on another
+   when that one is down (MQTT <-> CoAP/HTTP): an envelope bound to the gateway's own MQTT
+   uplink topic or to the ``batches`` resource is accepted on every transport. That costs a
+   forged envelope up to three AES-CCM checks, and gives nothing away: the kid names the
+   gateway (on MQTT it must be the topic's), and a copy of a batch on another transport is
+   a duplicate by its (gateway, key version, sequence) receipt;
 5. ``batch.decode_batch`` (``undecodable``: authentic but not understood, not acknowledged,
    so the gateway keeps it until a cloud that understands it takes it); rows
    (``records``, ``unstorable``);
@@ -17,14 +23,34 @@ arrived on (the envelope's external AAD) and the transport's name. In this order
    in one transaction, a group commit): the receipt for (gateway, key version,
    sequence) first; if it is there already (or a racing copy is committing it), the batch is
    a duplicate: acknowledged again, stored no more. Otherwise readings, events, health.
-   Either way a downlink number. Duplicates are authenticated (step 4) before they are
-   answered, so a forged copy of a known batch gets no acknowledgement and uses no
-   downlink number; checking for them in the same transaction, rather than with a query
-   before it, costs a duplicate its decoding and saves every new batch a round trip;
-7. after the commit, the acknowledgement: an ACK naming this batch's sequence number
-   (``downlink.encode_ack``), sealed in the downlink direction with the key version the
-   batch used, bound to ``devices/<gateway>/down`` (MQTT) or to the request's resource
-   (CoAP, HTTP).
+   Before the transaction, in one short session of its own: the consents of the
+   customers whose wearables the group names (``consents``: records of a customer's
+   wearable are stored only for the purposes the customer consents to now; what is
+   withheld is counted in ``Result.withheld`` and ``stats``), then which of the group's
+   devices are registered wearables (``wearables``: remembered for a minute, asked in a
+   session of its own; their readings are ``health`` data, ``records.mark_wearables``).
+   First in it, only if the group holds readings of a metric with thresholds, the
+   threshold states of the devices they come from, locked (``store``); each batch's
+   threshold crossings are events like the rest (``thresholds``). Duplicates are
+   authenticated (step 4) before they are answered, so a forged copy of a known batch gets
+   no acknowledgement and uses no downlink number; checking for them in the same
+   transaction, rather than with a query before it, costs a duplicate its decoding and
+   saves every new batch a round trip;
+7. after the commit, the acknowledgement: downlink numbers for the group in a short
+   transaction of its own (``store.take_ack_numbers``; see ``store`` for why not in the
+   group's), then an ACK naming this batch's sequence number (``downlink.encode_ack``),
+   sealed in the downlink direction with the key version the batch used, bound to
+   ``devices/<gateway>/down`` (MQTT) or to the request's resource (CoAP, HTTP). If the
+   database goes away between the two, the group is ``unavailable``: stored, not yet
+   acknowledged; the resends are duplicates, acknowledged then;
+8. with ``kiosk_offers`` (``cloud.offers.kiosk.KioskOffers``): its ``stage`` runs in step 6's
+   transaction for each new batch (offer results stored with their kiosk events), and its
+   ``after`` once step 7 is done, in a transaction of its own, for the batch's kiosk
+   check-ins as they arrived (before consent gating, so a decision not to offer is logged
+   too): the OFFERS messages it returns are sealed like the acknowledgement (numbers taken
+   in that transaction) and returned in ``Result.downlinks``, which the transport sends
+   right after the acknowledgement. A failure there is logged and costs only the offers:
+   the batch is stored and acknowledged.
 
 A database that does not answer gives ``unavailable``: nothing is stored, nothing is
 acknowledged, and the sender (or the MQTT worker) tries again. Nothing else raises (an
@@ -45,19 +71,25 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import Session
 
 from bankiot_core import cose, downlink
 from bankiot_core.batch import decode_batch
 from bankiot_core.errors import AuthenticationError, ConfigError, DecodeError
 from bankiot_core.keyring import KeyRing
+from cloud.customers import codes, consent
 from cloud.db import Database
-from cloud.ingest import retention, store
+from cloud.identity.keys import KeyWrapper
+from cloud.ingest import consents, retention, store
 from cloud.ingest.keys import KeySource
-from cloud.ingest.records import Rows, UnstorableBatch, batch_rows
+from cloud.ingest.records import Rows, UnstorableBatch, batch_rows, mark_wearables
 from cloud.ingest.stats import ACCEPTED, DUPLICATE, REJECTED, UNAVAILABLE, IngestStats
+from cloud.ingest.thresholds import Thresholds, state_keys
+from cloud.ingest.wearables import WearableDirectory
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +117,9 @@ class Envelope:
 class Result:
     """The verdict on one envelope: ``status`` (``accepted``, ``duplicate``, ``rejected``,
     ``unavailable``), the sealed acknowledgement (accepted and duplicate only), the reason of
-    a rejection (``stats`` lists them) with a one-line ``detail``, and what it was."""
+    a rejection (``stats`` lists them) with a one-line ``detail``, and what it was;
+    ``withheld``: records of customers' wearables not stored for want of consent, per
+    purpose (``consents``), or None."""
 
     status: str
     ack: bytes | None = None
@@ -94,6 +128,8 @@ class Result:
     gateway: str | None = None
     seq: int | None = None
     readings: int = 0
+    withheld: dict[str, int] | None = None  # records withheld per purpose not consented
+    downlinks: tuple[bytes, ...] = ()  # sealed messages to send after the ack (offers)
 
     @property
     def acknowledged(self) -> bool:
@@ -123,7 +159,11 @@ class Ingest:
 
     ``database``: where batches go; ``key_source``: gateways' keys and revocation;
     ``stats``: the counters (a new ``IngestStats`` by default); ``classify``: a reading's data
-    class from (metric, unit); ``clock``: the current UTC time (tests).
+    class from (metric, unit); ``clock``: the current UTC time (tests); ``thresholds``: the
+    threshold rules (none by default); ``wearables``: which addresses are wearables (a
+    ``WearableDirectory`` with its default time-to-live by default); ``code_key``: the
+    pairing codes' digest key (``codes.key_from``; by default derived from the key source's
+    KEK when it holds one, else kiosks' pairing codes make no offers).
     """
 
     def __init__(
@@ -135,6 +175,10 @@ class Ingest:
         max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
         classify: Callable[[str, str], str] = retention.classify,
         clock: Callable[[], dt.datetime] = utcnow,
+        thresholds: Thresholds | None = None,
+        wearables: WearableDirectory | None = None,
+        code_key: bytes | None = None,
+        kiosk_offers: KioskHooks | None = None,
     ) -> None:
         self.database = database
         self.key_source = key_source
@@ -142,6 +186,11 @@ class Ingest:
         self.max_envelope_bytes = max_envelope_bytes
         self.classify = classify
         self.clock = clock
+        self.thresholds = thresholds if thresholds is not None else Thresholds()
+        self.wearables = wearables if wearables is not None else WearableDirectory()
+        self.code_key = code_key
+        self.kiosk_offers = kiosk_offers
+        self._derived: tuple[object, bytes | None] | None = None  # (key source, its key)
 
     async def handle_async(
         self,
@@ -194,6 +243,8 @@ class Ingest:
         done = [result for result in results if result is not None]
         for envelope, result in zip(envelopes, done, strict=True):
             self.stats.count(result.status, result.reason, envelope.transport, result.readings)
+            if result.withheld:
+                self.stats.withhold(result.withheld)
             log.debug(
                 "%s %s gateway=%s seq=%s %s",
                 envelope.transport,
@@ -205,6 +256,18 @@ class Ingest:
         return done
 
     # ---- the steps ---------------------------------------------------------------------------
+
+    def _code_key(self) -> bytes | None:
+        """The pairing codes' digest key: given, or derived from the key source's KEK
+        (once per key source: ``cloud.ingest.set_key_source`` may swap it)."""
+        if self.code_key is not None:
+            return self.code_key
+        source = self.key_source
+        if self._derived is None or self._derived[0] is not source:
+            wrapper = getattr(source, "wrapper", None)
+            key = codes.key_from(wrapper) if isinstance(wrapper, KeyWrapper) else None
+            self._derived = (source, key)
+        return self._derived[1]
 
     def _prepare(self, item: Envelope) -> Result | _Prepared:
         """Everything before the database: a rejection, or the rows to commit."""
@@ -238,7 +301,7 @@ class Ingest:
                 "unknown_key", "no key %d for gateway %s" % (version, gateway), gateway, seq
             )
         try:
-            opened = cose.open_envelope(envelope, lambda _g, _v: key, item.resource)
+            opened = _open(envelope, key, _bindings(item.resource, gateway))
         except AuthenticationError as exc:
             return _rejected("forged", str(exc), gateway, seq)
         except DecodeError as exc:
@@ -249,7 +312,9 @@ class Ingest:
             return _rejected("undecodable", str(exc), gateway, seq)
         received_at = self.clock()
         try:
-            rows = batch_rows(batch, gateway, received_at, self.classify)
+            rows = batch_rows(
+                batch, gateway, received_at, self.classify, self.thresholds, self._code_key()
+            )
         except UnstorableBatch as exc:
             return _rejected("unstorable", str(exc), gateway, seq)
         reply_aad = downlink.downlink_topic(gateway) if item.transport == "mqtt" else item.resource
@@ -267,8 +332,21 @@ class Ingest:
 
     def _commit(self, staged: list[_Prepared]) -> list[tuple[int, Result]]:
         """One transaction for ``staged``; then the acknowledgements."""
+        checkins = [_checkins(p.rows) for p in staged]  # as sent: before consent gating
         try:
+            withheld = self._withhold(staged)
+            devices = set().union(*(p.rows.devices for p in staged))
+            wearables = self.wearables.lookup(self.database.sessions, devices)
+            for p in staged:
+                mark_wearables(p.rows, wearables)
             with self.database.sessions() as session:
+                thresholds = self.thresholds
+                keys = set()
+                if thresholds:
+                    for p in staged:
+                        keys |= state_keys(thresholds, p.rows.watched)
+                states = store.lock_threshold_states(session, thresholds, keys)
+                locked = dict(states)
                 committed = [
                     store.stage_batch(
                         session,
@@ -279,9 +357,16 @@ class Ingest:
                         p.received_at,
                         p.transport,
                         p.size,
+                        thresholds,
+                        states,
                     )
                     for p in staged
                 ]
+                if self.kiosk_offers is not None:
+                    for p, c in zip(staged, committed, strict=True):
+                        if not c.duplicate and p.rows.kiosk:
+                            self.kiosk_offers.stage(session, p.gateway, p.rows.kiosk)
+                store.save_threshold_states(session, locked, states)
                 session.commit()
         except Exception as exc:
             if not _unavailable(exc):
@@ -291,14 +376,120 @@ class Ingest:
                 (i, Result(UNAVAILABLE, None, "", "database unavailable", p.gateway, p.seq))
                 for i, p in enumerate(staged)
             ]
+        try:
+            with self.database.sessions() as session:
+                numbers = store.take_ack_numbers(session, [p.gateway for p in staged])
+                session.commit()
+        except Exception as exc:
+            if not _unavailable(exc):
+                raise
+            # Committed, not acknowledged: the gateway's resend is a duplicate, acked then.
+            log.warning("database unavailable after a commit: %s", str(exc).splitlines()[0])
+            return [
+                (i, Result(UNAVAILABLE, None, "", "database unavailable", p.gateway, p.seq))
+                for i, p in enumerate(staged)
+            ]
+        extra = self._offers(staged, [c.duplicate for c in committed], checkins)
         out = []
-        for i, (p, c) in enumerate(zip(staged, committed, strict=True)):
-            ack = _seal_ack(p.ring, c.downlink_seq, p.seq, p.reply_aad)
+        for i, (p, c, number) in enumerate(zip(staged, committed, numbers, strict=True)):
+            ack = _seal_ack(p.ring, number, p.seq, p.reply_aad)
             if c.duplicate:
                 out.append((i, Result(DUPLICATE, ack, "", "", p.gateway, p.seq)))
             else:
-                out.append((i, Result(ACCEPTED, ack, "", "", p.gateway, p.seq, c.readings)))
+                result = Result(
+                    ACCEPTED, ack, "", "", p.gateway, p.seq, c.readings, withheld[i], extra[i]
+                )
+                out.append((i, result))
         return out
+
+    def _offers(
+        self,
+        staged: list[_Prepared],
+        duplicate: list[bool],
+        checkins: list[list[tuple[int, str]]],
+    ) -> list[tuple[bytes, ...]]:
+        """Step 8 of the module docstring: the sealed OFFERS of each batch."""
+        out: list[tuple[bytes, ...]] = [()] * len(staged)
+        hooks = self.kiosk_offers
+        if hooks is None or not any(c for c, d in zip(checkins, duplicate, strict=True) if not d):
+            return out
+        try:
+            with self.database.sessions() as session:
+                plain = [
+                    [] if d else hooks.after(session, p.gateway, c, self.clock())
+                    for p, d, c in zip(staged, duplicate, checkins, strict=True)
+                ]
+                firsts = [
+                    store.take_downlink_seq(session, p.gateway, len(m)) if m else 0
+                    for p, m in zip(staged, plain, strict=True)
+                ]
+                session.commit()
+        except Exception:  # offers must never cost a batch: it is stored and acknowledged
+            log.exception("offers for kiosk check-ins not decided")
+            return out
+        for i, (p, messages, first) in enumerate(zip(staged, plain, firsts, strict=True)):
+            out[i] = tuple(
+                downlink.seal_downlink(
+                    p.ring, first + n, message, p.reply_aad, key_version=p.ring.current_version
+                )
+                for n, message in enumerate(messages)
+            )
+        return out
+
+    def _withhold(self, staged: list[_Prepared]) -> list[dict[str, int] | None]:
+        """Take out of each batch's rows what its customers do not consent to
+        (``consents``), asking the database once for the group; the counts per batch."""
+        addresses = set().union(*(consents.subjects(p.rows) for p in staged))
+        if not addresses:
+            return [None] * len(staged)
+        with self.database.engine.connect() as connection:  # a plain read: no ORM needed
+            granted = consent.granted_purposes(connection, addresses)
+        if not granted:
+            return [None] * len(staged)
+        partner = [False] * len(staged)
+        clues = []
+        for i, p in enumerate(staged):
+            if consents.has_presence_of(p.rows, granted):
+                clues.append((i, *consents.beacon_clues(p.rows, granted)))
+        if clues:
+            identifiers = set().union(*(c[1] for c in clues))
+            heard = set().union(*(c[2] for c in clues))
+            present: dict[str, bool] = {}  # per gateway: a partner's beacon present there
+            with self.database.sessions() as session:
+                merchants = consents.partner_places(session, identifiers, heard)
+                for i, ids, addrs in clues:
+                    gateway = staged[i].gateway
+                    partner[i] = bool(merchants & (ids | addrs))
+                    if not partner[i]:  # the gateway's present partners: asked once per group
+                        if gateway not in present:
+                            present[gateway] = bool(consents.partners_present(session, gateway))
+                        partner[i] = present[gateway]
+        return [
+            consents.withhold(p.rows, granted, partner[i]) or None for i, p in enumerate(staged)
+        ]
+
+
+class KioskHooks(Protocol):
+    """What ingest calls for kiosk events (step 8; ``cloud.offers.kiosk.KioskOffers``)."""
+
+    def stage(self, session: Session, gateway: str, kiosk: list[dict[str, Any]]) -> object:
+        """In the batch's transaction: stage what its stored kiosk rows mean."""
+        ...
+
+    def after(
+        self, session: Session, gateway: str, checkins: Sequence[tuple[int, str]], now: dt.datetime
+    ) -> list[bytes]:
+        """After the commit: decide for the check-ins; downlink messages to seal."""
+        ...
+
+
+def _checkins(rows: Rows) -> list[tuple[int, str]]:
+    """(event id, wearable) of the batch's kiosk check-ins that name a wearable."""
+    return [
+        (row["event_id"], row["wearable"])
+        for row in rows.kiosk
+        if row["kind"] == "checkin" and row["wearable"] is not None
+    ]
 
 
 @dataclass(frozen=True)
@@ -314,6 +505,24 @@ class _Prepared:
     size: int
     rows: Rows
     received_at: dt.datetime
+
+
+def _bindings(resource: str, gateway: str) -> tuple[str, ...]:
+    """The external AADs an envelope that came on ``resource`` may be bound to: the resource
+    first, then the other transports' (step 4 of the module docstring)."""
+    topic = UPLINK_TOPIC % gateway
+    return tuple(dict.fromkeys((resource, topic, RESOURCE)))
+
+
+def _open(envelope: bytes, key: bytes, bindings: tuple[str, ...]) -> cose.Opened:
+    """``cose.open_envelope`` under the first binding that authenticates; the last refusal
+    if none does."""
+    for aad in bindings[:-1]:
+        try:
+            return cose.open_envelope(envelope, lambda _g, _v: key, aad)
+        except AuthenticationError:
+            continue
+    return cose.open_envelope(envelope, lambda _g, _v: key, bindings[-1])
 
 
 def _seal_ack(ring: KeyRing, downlink_seq: int, seq: int, reply_aad: str) -> bytes:

@@ -6,14 +6,45 @@ only briefly by default; what describes the branch and the fleet is kept longer.
 
 | class | what | default |
 |---|---|---|
-| ``health`` | wearables' body readings: heart rate, RR intervals, energy, contact, mass | 7 days |
-| ``presence`` | presence enter/leave, and beacon identities heard (where someone was) | 30 days |
-| ``interaction`` | event readings: button presses, commands, dimmer turns | 90 days |
+| ``health`` | all a wearable sends (below); heart rate, RR, energy, contact, mass | 7 days |
+| ``presence`` | enter/leave (wearables' too), beacons heard, kiosk events of a wearable | 30 days |
+| ``interaction`` | button presses, commands, dimmer turns; walk-ins' kiosk events | 90 days |
 | ``device`` | batteries, voltages, uptime, firmware; gateway health and loss | 90 days |
 | ``environment`` | everything else: temperature, humidity, CO2, doors, power ... | 365 days |
 
-A reading's class comes from its metric (``classify``): without knowing what carried the
-sensor, a temperature is the room's. Times compared are ``measured_at`` / ``occurred_at``.
+A reading's class comes from what sent it, then from its metric. A device registered in the
+inventory as a wearable (``Device.kind == "wearable"``, its address as ``Device.uid``) is on
+someone's body, so all it sends is personal health data whatever the metric, and so are the
+events made from it (presence aside): ingest looks the batch's addresses up
+(``wearables.WearableDirectory``, answers remembered for a minute) and
+``records.mark_wearables`` marks them. Anything else is classified by metric (``classify``):
+without knowing what carried the sensor, a temperature is the room's.
+
+``purge_expired`` also deletes what registered wearables sent (their readings, and their
+events other than presence) once older than the ``health`` retention, whatever class it was
+stored with: readings that arrived before the device was registered as a wearable, or in the
+minute an ingest worker still remembered it as something else, are not kept longer for that.
+Times compared are ``measured_at`` / ``occurred_at``. Kiosk events (``kiosk_events``) are
+purged by their class like the rest.
+
+What was decided about customers has classes of its own (``RECORD_CLASSES``), purged by
+``purge_records``: they are kept for accountability (to show why a customer was or was not
+served or offered something, GDPR Art 5(2), Art 22), longer than the events they explain,
+then deleted.
+
+| class | what | default |
+|---|---|---|
+| ``decisions`` | ``rule_decisions`` and ``offer_decisions``, by when decided | 365 days |
+| ``requests`` | ``service_requests`` once closed, by when closed (open ones stay) | 90 days |
+| ``offer_results`` | ``offer_results`` (shown, accepted, declined), by when | 365 days |
+| ``notifications`` | customers' inboxes (``notifications``), read or not, by creation | 180 days |
+| ``app_decisions`` | the applications' decisions (``app_decisions``), by when decided | 365 days |
+| ``life_events`` | ended life-event episodes (``life_event_history``), by when ended | 365 days |
+
+A rule decision goes only once no staff request of its own remains (the request names it).
+Loan applications and holding alerts are the customer's own requests, kept while the
+customer is (deleted with them on erasure); a life event still found in the latest profile
+stays in the history until it ends.
 """
 
 from __future__ import annotations
@@ -22,11 +53,19 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session
 
+from cloud.analytics.models import LifeEventEpisode
+from cloud.apps.models import AppDecision
+from cloud.events.models import CLOSED, RuleDecision, ServiceRequest
+from cloud.fleet.models import Device
+from cloud.ingest.kiosk_models import KioskEventRow
 from cloud.ingest.models import DeviceEvent, Reading
+from cloud.notifications.models import Notification
+from cloud.offers.models import OfferDecision, OfferResult
 
 HEALTH = "health"
 PRESENCE = "presence"
@@ -34,6 +73,14 @@ INTERACTION = "interaction"
 DEVICE = "device"
 ENVIRONMENT = "environment"
 CLASSES = (HEALTH, PRESENCE, INTERACTION, DEVICE, ENVIRONMENT)
+DECISIONS = "decisions"
+REQUESTS = "requests"
+OFFER_RESULTS = "offer_results"
+NOTIFICATIONS = "notifications"
+APP_DECISIONS = "app_decisions"
+LIFE_EVENTS = "life_events"
+RECORD_CLASSES = (DECISIONS, REQUESTS, OFFER_RESULTS, NOTIFICATIONS, APP_DECISIONS, LIFE_EVENTS)
+ALL_CLASSES = CLASSES + RECORD_CLASSES
 
 _BY_METRIC = {
     **dict.fromkeys(
@@ -67,6 +114,12 @@ DEFAULT_RETENTION: Mapping[str, dt.timedelta] = {
     INTERACTION: dt.timedelta(days=90),
     DEVICE: dt.timedelta(days=90),
     ENVIRONMENT: dt.timedelta(days=365),
+    DECISIONS: dt.timedelta(days=365),
+    REQUESTS: dt.timedelta(days=90),
+    OFFER_RESULTS: dt.timedelta(days=365),
+    NOTIFICATIONS: dt.timedelta(days=180),
+    APP_DECISIONS: dt.timedelta(days=365),
+    LIFE_EVENTS: dt.timedelta(days=365),
 }
 
 
@@ -89,9 +142,9 @@ class RetentionPolicy:
 
     def __post_init__(self) -> None:
         for name, period in self.periods.items():
-            if name not in CLASSES:
+            if name not in ALL_CLASSES:
                 raise RetentionError(
-                    "unknown data class %r (known: %s)" % (name, ", ".join(CLASSES))
+                    "unknown data class %r (known: %s)" % (name, ", ".join(ALL_CLASSES))
                 )
             if not isinstance(period, dt.timedelta) or period <= dt.timedelta(0):
                 raise RetentionError("retention of %s must be a positive duration" % name)
@@ -115,30 +168,95 @@ class RetentionPolicy:
         return cls(periods)
 
 
+# What a data class's retention deletes from: each table with its time column.
+_CLASS_TABLES = (
+    (Reading, Reading.measured_at),
+    (DeviceEvent, DeviceEvent.occurred_at),
+    (KioskEventRow, KioskEventRow.occurred_at),
+)
+
+
 def purge_expired(
     session: Session, now: dt.datetime, policy: RetentionPolicy | None = None
 ) -> dict[str, int]:
     """Delete readings and events older than their class's retention at ``now``.
 
-    Returns rows deleted per class (readings and events together). The caller commits.
+    Returns rows deleted per class (readings, events and kiosk events together). The caller
+    commits.
     """
     policy = policy or RetentionPolicy()
     deleted: dict[str, int] = {}
     for name in CLASSES:
         cutoff = now - policy.period(name)
-        readings = session.execute(
-            delete(Reading)
-            .where(Reading.data_class == name, Reading.measured_at < cutoff)
-            .execution_options(synchronize_session=False)
+        deleted[name] = sum(
+            _delete(session, model, model.data_class == name, at < cutoff)
+            for model, at in _CLASS_TABLES
         )
-        events = session.execute(
-            delete(DeviceEvent)
-            .where(DeviceEvent.data_class == name, DeviceEvent.occurred_at < cutoff)
-            .execution_options(synchronize_session=False)
-        )
-        deleted[name] = _count(readings) + _count(events)
+    deleted[HEALTH] += _purge_wearables(session, now - policy.period(HEALTH))
     return deleted
 
 
-def _count(result: object) -> int:
+def _purge_wearables(session: Session, cutoff: dt.datetime) -> int:
+    """Delete what registered wearables sent before ``cutoff`` in another class than
+    health (module docstring); how many rows."""
+    wearables = select(Device.uid).where(Device.kind == "wearable").scalar_subquery()
+    readings = _delete(
+        session, Reading, Reading.device.in_(wearables), Reading.measured_at < cutoff
+    )
+    events = _delete(
+        session,
+        DeviceEvent,
+        DeviceEvent.device.in_(wearables),
+        DeviceEvent.occurred_at < cutoff,
+        DeviceEvent.data_class != PRESENCE,
+    )
+    return readings + events
+
+
+def purge_records(
+    session: Session, now: dt.datetime, policy: RetentionPolicy | None = None
+) -> dict[str, int]:
+    """Delete decisions, closed staff requests, offer results, notifications, the
+    applications' decisions and ended life-event episodes older than their class's retention
+    at ``now`` (module docstring); rows deleted per class. The caller commits."""
+    policy = policy or RetentionPolicy()
+    requests = _delete(
+        session,
+        ServiceRequest,
+        ServiceRequest.state == CLOSED,
+        ServiceRequest.closed_at < now - policy.period(REQUESTS),
+    )
+    cutoff = now - policy.period(DECISIONS)
+    requested = select(ServiceRequest.decision_id).scalar_subquery()
+    rules = _delete(
+        session,
+        RuleDecision,
+        RuleDecision.decided_at < cutoff,
+        RuleDecision.id.not_in(requested),
+    )
+    offers = _delete(session, OfferDecision, OfferDecision.at < cutoff)
+    results = _delete(session, OfferResult, OfferResult.at < now - policy.period(OFFER_RESULTS))
+    notes = _delete(
+        session, Notification, Notification.created_at < now - policy.period(NOTIFICATIONS)
+    )
+    apps = _delete(session, AppDecision, AppDecision.at < now - policy.period(APP_DECISIONS))
+    episodes = _delete(
+        session, LifeEventEpisode, LifeEventEpisode.ended_at < now - policy.period(LIFE_EVENTS)
+    )
+    return {
+        DECISIONS: rules + offers,
+        REQUESTS: requests,
+        OFFER_RESULTS: results,
+        NOTIFICATIONS: notes,
+        APP_DECISIONS: apps,
+        LIFE_EVENTS: episodes,
+    }
+
+
+def _delete(session: Session, model: type[Any], *where: ColumnElement[bool]) -> int:
+    """Delete the rows of ``model`` that match ``where`` in one statement (nothing loaded
+    into the session); how many."""
+    result = session.execute(
+        delete(model).where(*where).execution_options(synchronize_session=False)
+    )
     return int(getattr(result, "rowcount", 0) or 0)

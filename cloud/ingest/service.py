@@ -23,15 +23,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.registry import Collector
 
 from cloud.db import Database
-from cloud.ingest import coap_server, partitions
-from cloud.ingest.identity_keys import IdentityKeySource
+from cloud.ingest import coap_server, ingest_on, partitions
 from cloud.ingest.keys import KeySource
 from cloud.ingest.mqtt_worker import MqttWorker
 from cloud.ingest.pipeline import Ingest
-from cloud.ingest.retention import RetentionPolicy, purge_expired
-from cloud.ingest.stats import IngestStats
+from cloud.ingest.retention import RetentionPolicy, purge_expired, purge_records
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +43,30 @@ class ServiceError(ValueError):
 
 
 def open_ingest(config: Mapping[str, Any], key_source: KeySource | None = None) -> Ingest:
-    """An ``Ingest`` on ``config``'s database, with the identity area's keys by default."""
-    database = Database(config["DATABASE_URL"])
-    if key_source is None:
-        key_source = IdentityKeySource.from_config(database, Path(config["DATA_DIR"]))
-    return Ingest(database, key_source)
+    """An ``Ingest`` on ``config``'s database, with the identity area's keys by default and
+    the configured thresholds (a bad ``INGEST_THRESHOLDS`` raises ``ConfigError``)."""
+    return ingest_on(Database(config["DATABASE_URL"]), config, key_source)
 
 
-def purge(config: Mapping[str, Any], keep: tuple[str, ...], as_json: bool) -> str:
+def purge(
+    config: Mapping[str, Any],
+    keep: tuple[str, ...],
+    as_json: bool,
+    now: dt.datetime | None = None,
+) -> str:
     """``bankiot cloud ingest-purge``: delete what outlived its retention; the report.
 
     ``keep`` items are ``CLASS=DURATION`` (``health=7d``, ``presence=12h``); classes not
-    given keep their defaults (``retention``).
+    given keep their defaults (``retention``). On PostgreSQL, months whose every class has
+    expired are first dropped whole (``partitions.drop_expired_partitions``, committed at
+    once: it locks ``readings``); the rest is deleted row by row. Kiosks' pairing offers
+    that were used or expired go too (``cloud.customers.pairing.purge_offers``), and
+    the records of what was decided about customers by their classes
+    (``retention.purge_records``: decisions, closed staff requests, offer results,
+    notifications, the applications' decisions, ended life events).
     """
+    from cloud.customers.pairing import purge_offers  # the customers area, cloud only
+
     items = {}
     for item in keep:
         name, sep, value = item.partition("=")
@@ -64,25 +74,38 @@ def purge(config: Mapping[str, Any], keep: tuple[str, ...], as_json: bool) -> st
             raise ServiceError("--keep %r is not CLASS=DURATION (for example health=7d)" % item)
         items[name.strip()] = value
     policy = RetentionPolicy.parse(items)
+    now = now or dt.datetime.now(dt.UTC)
     database = Database(config["DATABASE_URL"])
     try:
+        postgres = database.engine.dialect.name == "postgresql"
+        with database.engine.begin() as connection:
+            dropped = partitions.drop_expired_partitions(connection, now, policy)
         with database.sessions() as session:
-            deleted = purge_expired(session, dt.datetime.now(dt.UTC), policy)
+            deleted = purge_expired(session, now, policy)
+            deleted.update(purge_records(session, now, policy))
+            offers = purge_offers(session, now)
             session.commit()
     finally:
         database.dispose()
     if as_json:
-        return json.dumps(
-            {
-                name: {"deleted": count, "kept_for": str(policy.period(name))}
-                for name, count in deleted.items()
-            },
-            indent=2,
-        )
-    return "\n".join(
+        report: dict[str, Any] = {
+            name: {"deleted": count, "kept_for": str(policy.period(name))}
+            for name, count in deleted.items()
+        }
+        report["partitions_dropped"] = dropped
+        report["pairing_offers"] = {"deleted": offers}
+        return json.dumps(report, indent=2)
+    lines = [
         "%-12s %8d deleted (kept for %s)" % (name, count, policy.period(name))
         for name, count in deleted.items()
-    )
+    ]
+    lines.append("%-12s %8d deleted (used or expired)" % ("offers", offers))
+    if postgres:
+        lines.append(
+            "%-12s %8d dropped whole%s"
+            % ("months", len(dropped), (": " + ", ".join(dropped)) if dropped else "")
+        )
+    return "\n".join(lines)
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:
@@ -106,10 +129,10 @@ def tls_context(cafile: Path | None, certfile: Path | None, keyfile: Path | None
     return context
 
 
-def serve_metrics(stats: IngestStats, host: str, port: int) -> None:
+def serve_metrics(stats: Collector, host: str, port: int) -> None:
     """Serve ``stats`` in Prometheus text format on ``http://host:port/`` (a thread)."""
     registry = CollectorRegistry()
-    stats.register(registry)
+    registry.register(stats)
     start_http_server(port, host, registry)
 
 

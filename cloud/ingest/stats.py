@@ -15,6 +15,9 @@ database did not answer: nothing stored, the sender tries again). Reasons of rej
 | ``undecodable`` | authentic, but the plaintext is not a batch this cloud understands |
 | ``unstorable`` | authentic and decoded, but holds what the schema cannot store |
 
+Records of customers' wearables withheld for want of consent (``consents``) are counted
+per purpose not consented (``withheld``); their batches are accepted.
+
 The counts are totals since the process started (Prometheus counters). Thread-safe.
 """
 
@@ -40,6 +43,7 @@ class IngestStats(Collector):
         self._lock = threading.Lock()
         self._batches: Counter[tuple[str, str, str]] = Counter()
         self._readings: Counter[str] = Counter()
+        self._withheld: Counter[str] = Counter()
 
     def count(self, outcome: str, reason: str, transport: str, readings: int = 0) -> None:
         """Count one envelope (and the readings it stored)."""
@@ -47,6 +51,18 @@ class IngestStats(Collector):
             self._batches[(outcome, reason, transport)] += 1
             if readings:
                 self._readings[transport] += readings
+
+    def withhold(self, counts: dict[str, int]) -> None:
+        """Count records withheld, per purpose not consented."""
+        with self._lock:
+            self._withheld.update(counts)
+
+    def withheld(self, purpose: str | None = None) -> int:
+        """Records withheld (for ``purpose``, or all)."""
+        with self._lock:
+            if purpose is None:
+                return sum(self._withheld.values())
+            return self._withheld[purpose]
 
     def batches(self, outcome: str | None = None, reason: str | None = None) -> int:
         """Envelopes counted with ``outcome`` (and ``reason``), any transport."""
@@ -69,6 +85,7 @@ class IngestStats(Collector):
             for (outcome, reason, _), n in self._batches.items():
                 out[outcome if not reason else "%s:%s" % (outcome, reason)] += n
             out["readings"] = sum(self._readings.values())
+            out["withheld"] = sum(self._withheld.values())
             return dict(out)
 
     def collect(self) -> Iterator[CounterMetricFamily]:
@@ -80,13 +97,21 @@ class IngestStats(Collector):
         readings = CounterMetricFamily(
             "bankiot_ingest_readings", "Readings stored", labels=["transport"]
         )
+        withheld = CounterMetricFamily(
+            "bankiot_ingest_withheld",
+            "Records of customers' wearables not stored for want of consent",
+            labels=["purpose"],
+        )
         with self._lock:
+            for purpose, n in sorted(self._withheld.items()):
+                withheld.add_metric([purpose], n)
             for (outcome, reason, transport), n in sorted(self._batches.items()):
                 batches.add_metric([outcome, reason, transport], n)
             for transport, n in sorted(self._readings.items()):
                 readings.add_metric([transport], n)
         yield batches
         yield readings
+        yield withheld
 
     def register(self, registry: CollectorRegistry) -> None:
         """Expose these counters in ``registry``."""

@@ -8,7 +8,6 @@ a wrong password, and both get the same answer.
 from __future__ import annotations
 
 import datetime as dt
-from typing import NoReturn
 
 from apiflask import APIBlueprint, abort
 from flask import Response, after_this_request, request
@@ -69,12 +68,11 @@ def whoami(operator: Operator, credential: Credential, expires_at: dt.datetime |
     }
 
 
-def _fail(reason: str, operator: Operator | None) -> NoReturn:
+def _refuse(reason: str, operator: Operator | None) -> None:
     db = session()
     target = "operator:%s" % operator.name if operator is not None else ""
     record(db, "anonymous", "login.failure", target, reason=reason, address=_address())
     db.commit()
-    abort(401, WRONG)
 
 
 def _address() -> str:
@@ -89,25 +87,10 @@ def _address() -> str:
     responses={401: "Wrong name or password", 429: "Too many failed sign-ins; retry later"},
 )
 def login(body: dict) -> dict:
-    db = session()
-    operator = find_operator(db, body["name"])
-    if operator is None:
-        burn_verification(body["password"])
-        _fail("unknown name", None)
-    if not verify_password(operator.password_hash, body["password"]):
-        _fail("wrong password", operator)
-    if not operator.active:
-        _fail("disabled", operator)
-    if needs_rehash(operator.password_hash):
-        operator.password_hash = hash_password(body["password"])
-    previous = request.cookies.get(COOKIE_NAME)
-    old = find_session(db, previous) if previous else None
-    if old is not None:  # a new sign-in gets a new session: no session fixation
-        db.delete(old)
-    secret, row = start_session(db, operator)
-    actor = "operator:%s" % operator.name
-    record(db, actor, "login.success", actor, address=_address())
-    db.commit()
+    signed = password_sign_in(body["name"], body["password"])
+    if signed is None:
+        abort(401, WRONG)
+    operator, secret, row = signed
 
     @after_this_request
     def give_cookie(response: Response) -> Response:
@@ -118,21 +101,45 @@ def login(body: dict) -> dict:
     return whoami(operator, credential, row.expires_at)
 
 
+def password_sign_in(name: str, password: str) -> tuple[Operator, str, OperatorSession] | None:
+    """Sign an operator in with ``name`` and ``password`` (committed, audited either way):
+    the operator, the new session's cookie secret and its row; None when refused (wrong
+    name, wrong password or a disabled account: the caller answers ``WRONG`` for all).
+    This browser's previous session ends (no session fixation). The caller sets the cookie
+    (``sessions.set_cookie``); the login API and the dashboards' sign-in page share this."""
+    db = session()
+    operator = find_operator(db, name)
+    if operator is None:
+        burn_verification(password)
+        _refuse("unknown name", None)
+        return None
+    if not verify_password(operator.password_hash, password):
+        _refuse("wrong password", operator)
+        return None
+    if not operator.active:
+        _refuse("disabled", operator)
+        return None
+    if needs_rehash(operator.password_hash):
+        operator.password_hash = hash_password(password)
+    previous = request.cookies.get(COOKIE_NAME)
+    old = find_session(db, previous) if previous else None
+    if old is not None:  # a new sign-in gets a new session: no session fixation
+        db.delete(old)
+    secret, row = start_session(db, operator)
+    actor = "operator:%s" % operator.name
+    record(db, actor, "login.success", actor, address=_address())
+    db.commit()
+    return operator, secret, row
+
+
 @bp.post("/api/auth/logout")
 @operator_required
 @bp.output({}, status_code=204)
 @bp.doc(summary="Sign out: end this session", security=SECURITY, responses=signed_in(400))
 def logout() -> tuple[str, int]:
-    principal = current_principal()
-    credential = current_credential()
-    if credential.method != "session":
+    if current_credential().method != "session":
         abort(400, "API tokens do not sign out: revoke them with DELETE /api/tokens/<id>")
-    db = session()
-    row = db.get(OperatorSession, credential.credential_id)
-    if row is not None:
-        db.delete(row)
-    record(db, principal.actor, "logout", "operator:%s" % principal.name)
-    db.commit()
+    sign_out()
 
     @after_this_request
     def drop_cookie(response: Response) -> Response:
@@ -140,6 +147,18 @@ def logout() -> tuple[str, int]:
         return response
 
     return "", 204
+
+
+def sign_out() -> None:
+    """End the caller's session (signed in with a session cookie), audited and committed.
+    The caller drops the cookie (``sessions.clear_cookie``)."""
+    principal = current_principal()
+    db = session()
+    row = db.get(OperatorSession, current_credential().credential_id)
+    if row is not None:
+        db.delete(row)
+    record(db, principal.actor, "logout", "operator:%s" % principal.name)
+    db.commit()
 
 
 @bp.get("/api/auth/session")

@@ -1,8 +1,11 @@
-"""What ``bankiot cloud operator ...`` does; ``cloud/cli.py`` holds only the click wiring.
+"""What ``bankiot cloud operator ...`` and ``bankiot cloud token ...`` do; ``cloud/cli.py``
+holds only the click wiring.
 
 Passwords come from a hidden prompt (typed twice) or, for scripts, one line of standard
 input (``--password-stdin``); never from the command line, where ``ps`` and shell history
-would keep them. Changes are audited as ``cli:<os user>``.
+would keep them. An API token made here is the API's (``tokens.issue_token``, checked by
+the API's own schema), printed once and stored as a digest. Changes are audited as
+``cli:<os user>``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ from cloud.people.credentials import as_utc
 from cloud.people.models import Operator
 from cloud.people.operators import OperatorError, create_operator, find_operator, set_password
 from cloud.people.passwords import PasswordPolicyError
+from cloud.people.tokens import issue_token
+
+# The token options of ``bankiot cloud token create`` by the API's field names (errors).
+TOKEN_OPTIONS = {"name": "--name", "expires_in_days": "--days"}
 
 
 def read_password(from_stdin: bool) -> str:
@@ -122,3 +129,45 @@ def listing(config: dict[str, Any], as_json: bool) -> str:
         active = "yes" if row["active"] else "no"
         lines.append("%-24s %-15s %-8s %s" % (row["name"], row["role"], active, branches))
     return "\n".join(lines)
+
+
+def create_api_token(
+    config: dict[str, Any], operator_name: str, token_name: str, days: int | None
+) -> list[str]:
+    """Make an API token for the operator ``operator_name``, as ``POST /api/tokens`` makes
+    one for the signed-in operator (its schema checks the name and the days, None: its
+    default); the lines to print, the secret in the last one."""
+    from marshmallow import ValidationError
+
+    from cloud.people.schemas import TokenIn
+
+    wanted: dict[str, Any] = {"name": token_name}
+    if days is not None:
+        wanted["expires_in_days"] = days
+    try:
+        body = TokenIn().load(wanted)
+    except ValidationError as exc:
+        errors = exc.messages if isinstance(exc.messages, dict) else {"": exc.messages}
+        field, messages = sorted(errors.items())[0]
+        reason = " ".join(messages) if isinstance(messages, list) else str(messages)
+        raise click.ClickException("%s: %s" % (TOKEN_OPTIONS.get(field, field), reason)) from None
+    assert isinstance(body, dict)  # a schema loading one mapping gives one
+    with database(config) as db:
+        operator = find_operator(db, operator_name)
+        if operator is None:
+            raise click.ClickException("no operator %r" % operator_name)
+        if not operator.active:  # its token would be refused at every request
+            raise click.ClickException("operator %s is disabled" % operator.name)
+        secret, row = issue_token(db, actor(), operator, body["name"], body["expires_in_days"])
+        db.commit()
+        return [
+            "token %d (%s) of %s, %s, expires %s"
+            % (
+                row.id,
+                row.name,
+                operator.name,
+                operator.role,
+                as_utc(row.expires_at).date().isoformat(),
+            ),
+            "token (shown once): %s" % secret,
+        ]

@@ -45,7 +45,10 @@ class PasswordChangeIn(Schema):
 
 
 class TokenIn(Schema):
-    name = String(required=True, validate=Regexp(r"^[\x20-\x7e]{1,64}$"))
+    name = String(
+        required=True,
+        validate=Regexp(r"^[\x20-\x7e]{1,64}$", error="1 to 64 printable ASCII characters"),
+    )
     expires_in_days = Integer(load_default=DEFAULT_DAYS, validate=Range(1, MAX_DAYS))
 
 

@@ -23,7 +23,7 @@ from cloud.people.models import ApiToken
 from cloud.people.openapi import SECURITY, signed_in
 from cloud.people.rows import by_id
 from cloud.people.schemas import NewTokenOut, TokenIn, TokensOut
-from cloud.people.tokens import create_token, token_status
+from cloud.people.tokens import issue_token, token_status
 
 bp = APIBlueprint("api_tokens", __name__, tag="API tokens")
 
@@ -52,16 +52,8 @@ def create(body: dict) -> dict:
     principal = current_principal()
     require_session("make API tokens")  # so a leaked token cannot mint its successors
     db = session()
-    secret, row = create_token(db, current_operator(), body["name"], body["expires_in_days"])
-    db.flush()
-    record(
-        db,
-        principal.actor,
-        "token.create",
-        "token:%d" % row.id,
-        name=row.name,
-        prefix=row.prefix,
-        expires_at=as_utc(row.expires_at).isoformat(),
+    secret, row = issue_token(
+        db, principal.actor, current_operator(), body["name"], body["expires_in_days"]
     )
     db.commit()
     return {**token_out(row), "token": secret}

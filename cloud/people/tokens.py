@@ -1,9 +1,11 @@
 """API tokens for API clients: ``Authorization: Bearer bkt_...``.
 
-An operator makes a token for themselves (from a signed-in session); the secret is shown
-once and stored as a digest, with an expiry (at most ``MAX_DAYS``) and revocation. A token
-acts with its operator's current role and branches, so changing or disabling the operator
-changes or stops the token at once.
+An operator makes a token for themselves (from a signed-in session, ``POST /api/tokens``),
+or whoever runs the cloud makes one for an operator (``bankiot cloud token create``, on the
+database itself); both go through ``issue_token``. The secret is shown once and stored as a
+digest, with an expiry (at most ``MAX_DAYS``) and revocation. A token acts with its
+operator's current role and branches, so changing or disabling the operator changes or
+stops the token at once.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import datetime as dt
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cloud.people.credentials import API_TOKEN_PREFIX, digest, is_live, new_secret, utcnow
+from cloud.audit import record
+from cloud.people.credentials import API_TOKEN_PREFIX, as_utc, digest, is_live, new_secret, utcnow
 from cloud.people.models import ApiToken, Operator
 
 DEFAULT_DAYS = 90
@@ -34,6 +37,26 @@ def create_token(db: Session, operator: Operator, name: str, days: int) -> tuple
         expires_at=utcnow() + dt.timedelta(days=days),
     )
     db.add(row)
+    return secret, row
+
+
+def issue_token(
+    db: Session, actor: str, operator: Operator, name: str, days: int
+) -> tuple[str, ApiToken]:
+    """``create_token``, flushed (the row has its id) and audited as ``token.create`` by
+    ``actor``, in ``db``'s transaction (the caller commits): the secret and the row. The
+    audit event names the token's prefix, never the secret."""
+    secret, row = create_token(db, operator, name, days)
+    db.flush()
+    record(
+        db,
+        actor,
+        "token.create",
+        "token:%d" % row.id,
+        name=row.name,
+        prefix=row.prefix,
+        expires_at=as_utc(row.expires_at).isoformat(),
+    )
     return secret, row
 
 

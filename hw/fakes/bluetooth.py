@@ -4,8 +4,11 @@ Only the observer role the gateways use: ``BLE().active()``, ``irq(handler)``,
 ``gap_scan(duration_ms, interval_us, window_us, active)``. Hooks for tests:
 ``BLE._inject(addr_type, addr, adv_type, rssi, adv_data)`` delivers a scan result to the IRQ
 handler exactly as the stack does (memoryviews valid only during the call) and
-``BLE._scan_done()`` ends the scan.
+``BLE._scan_done()`` ends the scan. On the virtual board the host's radio feeds
+``_host_poll()``.
 """
+
+from binascii import unhexlify
 
 _IRQ_SCAN_RESULT = 5
 _IRQ_SCAN_DONE = 6
@@ -74,7 +77,30 @@ class BLE:
             d[i] = 0xEE
         return True
 
+    def _host_poll(self):
+        """Virtual board hook: deliver what the host's simulated radio queued (see
+        hw/virtual_board.py); returns how many reached the handler."""
+        import _vboard  # the virtual board's host link; absent elsewhere
+
+        n = 0
+        while True:
+            record = _vboard.take_adv()
+            if record is None:
+                return n
+            addr_type, addr, adv_type, rssi, data = record.split(",")
+            if self._inject(
+                int(addr_type), unhexlify(addr), int(adv_type), int(rssi), unhexlify(data)
+            ):
+                n += 1
+
     def _scan_done(self):
         self._scan = None
         if self._handler is not None:
             self._handler(_IRQ_SCAN_DONE, ())
+
+
+def _host_poll():
+    """Virtual board hook: the radio heard something; deliver it if a BLE object exists."""
+    if _instance is not None:
+        return _instance._host_poll()
+    return 0

@@ -1,8 +1,9 @@
 """Test stand-in for MicroPython's ``machine`` module (never installed on a board).
 
-Covers what the firmware uses: Pin, WDT, unique_id, reset, reset_cause, freq, idle.
+Covers what the firmware uses: Pin, WDT, UART, unique_id, reset, reset_cause, freq, idle.
 Hooks for tests: ``_UNIQUE_ID`` (bytes), ``_RESET_CAUSE``, ``WDT._feeds``, ``Reset`` (raised
-by ``reset()`` so a test harness can "reboot" the board).
+by ``reset()`` so a test harness can "reboot" the board), ``UART._written`` (every byte
+written) and ``UART._feed(data)`` (bytes arriving), ``_wdts`` (every WDT started).
 """
 
 PWRON_RESET = 1
@@ -25,11 +26,22 @@ def unique_id():
     return _UNIQUE_ID
 
 
+def _tell_host(cause):
+    # On the virtual board the host reboots the VM once the running code returns.
+    try:
+        import _vboard
+    except ImportError:
+        return
+    _vboard.request_reset(cause)
+
+
 def reset():
+    _tell_host(HARD_RESET)
     raise Reset()
 
 
 def soft_reset():
+    _tell_host(SOFT_RESET)
     raise Reset()
 
 
@@ -97,6 +109,9 @@ class Pin:
                 self._handler(self)
 
 
+_wdts = []
+
+
 class WDT:
     """A watchdog that cannot be stopped; tests read ``_feeds``."""
 
@@ -105,6 +120,42 @@ class WDT:
             raise ValueError("timeout must be positive")
         self.timeout = timeout
         self._feeds = 0
+        _wdts.append(self)
 
     def feed(self):
         self._feeds += 1
+
+
+class UART:
+    """A serial port: what is written is kept in ``_written``; ``_feed`` makes bytes readable."""
+
+    def __init__(self, id, baudrate=115200, bits=8, parity=None, stop=1, tx=None, rx=None, **kw):
+        self.id = id
+        self.baudrate = baudrate
+        self.tx = tx
+        self.rx = rx
+        self._written = bytearray()
+        self._inbox = bytearray()
+
+    def init(self, baudrate=115200, **kw):
+        self.baudrate = baudrate
+
+    def write(self, data):
+        self._written.extend(data)
+        return len(data)
+
+    def any(self):
+        return len(self._inbox)
+
+    def read(self, n=-1):
+        if not self._inbox:
+            return None
+        if n < 0:
+            n = len(self._inbox)
+        out = bytes(self._inbox[:n])
+        self._inbox = self._inbox[n:]
+        return out
+
+    def _feed(self, data):
+        """Test hook: bytes arrive on RX."""
+        self._inbox.extend(data)

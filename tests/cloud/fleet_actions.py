@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from apiflask import APIFlask
 from sqlalchemy import delete, select
+from werkzeug.serving import make_server
 
 from cloud.db import database
 from cloud.fleet.models import Branch, Device
 from cloud.ingest.models import GatewayHealth
 
 REPORTED = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+
+
+@contextmanager
+def served_app(app: APIFlask) -> Iterator[str]:
+    """``app`` on a real HTTP server on a free local port; its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "http://127.0.0.1:%d" % server.server_port
+    finally:
+        server.shutdown()
+        thread.join()
 
 
 def add_branches(app: APIFlask, *codes: str) -> dict[str, int]:

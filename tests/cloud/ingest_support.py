@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiomqtt
 from sqlalchemy import func, select
@@ -30,6 +31,8 @@ from bankiot_core.readings import Reading as CoreReading
 from bankiot_core.replay import ReplayWindow
 from bankiot_core.sequence import MemoryCounterStore, SequenceNumbers
 from cloud.db import Database
+from cloud.fleet.models import Branch, Device
+from cloud.identity.keys import issue_envelope_key, load_wrapper
 from cloud.ingest.keys import MemoryKeySource
 from cloud.ingest.models import BatchReceipt, Reading
 from cloud.migrations import upgrade
@@ -149,6 +152,21 @@ class SimGateway:
         return source
 
 
+def enroll_key(database: Database, data_dir: Path, uid: str, branch: str = "B001") -> KeyRing:
+    """A gateway of the fleet as enrollment leaves it: a device record in ``branch`` and an
+    envelope key wrapped with the data folder's key (``ca init`` must have run); its ring."""
+    now = dt.datetime.now(dt.UTC)
+    with database.sessions() as session:
+        row = session.query(Branch).filter_by(code=branch).one_or_none()
+        row = row or Branch(code=branch, name="Branch %s" % branch)
+        device = Device(uid=uid, kind="gateway", branch=row, status="active")
+        session.add(device)
+        session.flush()
+        key, secret = issue_envelope_key(session, device, load_wrapper(data_dir), now)
+        session.commit()
+        return KeyRing(uid, key.version, secret)
+
+
 def stored_readings(database: Database) -> list[tuple[str, str, object]]:
     """Every reading stored: (device hex lower case, metric, value)."""
     with database.sessions() as session:
@@ -179,15 +197,27 @@ def utc(year: int, month: int, day: int, hour: int = 0) -> dt.datetime:
 
 
 async def drive_over_mqtt(
-    gateway: SimGateway, host: str, port: int, seconds: float = 30.0, step_ms: int = 250
+    gateway: SimGateway,
+    host: str,
+    port: int,
+    seconds: float = 60.0,  # a bound for a loaded machine; only a hang reaches it
+    step_ms: int = 250,
+    produce: Callable[[SimGateway], bool] | None = None,
 ) -> None:
     """Connect ``gateway`` to the broker and send until its queue is empty: publish what the
     queue hands out on its uplink topic (QoS 1), apply acks from its downlink topic. Each
     0.05 s of real time is ``step_ms`` of the gateway's clock, so unacknowledged batches are
     resent after ``resend_ms / step_ms * 0.05`` s. Reconnects after a lost connection and
-    resends everything unacknowledged, as a gateway does. Fails after ``seconds``."""
+    resends everything unacknowledged, as a gateway does. Fails after ``seconds``.
+    ``produce``: called every tick to hear more (traffic that goes on during faults); it
+    returns False once it has nothing more to add."""
     deadline = asyncio.get_running_loop().time() + seconds
-    while len(gateway.queue):
+    producing = produce is not None
+
+    def busy() -> bool:
+        return producing or len(gateway.queue) > 0
+
+    while busy():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("%s still holds %s" % (gateway.gateway_id, gateway.queue.seqs()))
         try:
@@ -196,9 +226,11 @@ async def drive_over_mqtt(
                 gateway.queue.link_reset()
                 reader = asyncio.ensure_future(_read_acks(gateway, client))
                 try:
-                    while len(gateway.queue):
+                    while busy():
                         if asyncio.get_running_loop().time() > deadline:
                             break
+                        if producing and produce is not None:
+                            producing = produce(gateway)
                         for _seq, envelope in gateway.outbox():
                             await client.publish(gateway.aad, envelope, qos=1)
                         await asyncio.sleep(0.05)

@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
 
 import pytest
 from apiflask import APIFlask
 from click.testing import CliRunner
-from werkzeug.serving import make_server
 
 from cloud.fleet import client as fleet_client
 from cloud.fleet.cli import fleet
 from tests.cloud.fleet_actions import add_branches, add_devices, add_health
 from tests.cloud.people_actions import add_operator, make_token, sign_in
-
-
-@pytest.fixture
-def served(cloud_app: APIFlask) -> Iterator[str]:
-    """The app on a real HTTP server on a free local port; its base URL."""
-    server = make_server("127.0.0.1", 0, cloud_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield "http://127.0.0.1:%d" % server.server_port
-    finally:
-        server.shutdown()
-        thread.join()
 
 
 @pytest.fixture

@@ -111,6 +111,8 @@ def test_items_carry_branch_and_device_fields(client, callers, branches) -> None
         "firmware_version": "1.2.0",
         "last_seen_at": None,
         "health": None,
+        "open_alerts": 0,
+        "uplink": None,
     }
 
 

@@ -50,6 +50,9 @@ def save_identity(folder: Path, uid: str, key: Any, answer: dict) -> Identity:
     return identity
 
 
+LIMIT_S = 60.0  # a bound on waiting for the broker under load, not a measurement
+
+
 class Peer:
     """A synchronous MQTT 3.1.1 client over TLS with a client certificate."""
 
@@ -70,22 +73,22 @@ class Peer:
         client.connect(broker.host, broker.port)
         client.loop_start()
         self.client = client
-        code = connected.get(timeout=10)
+        code = connected.get(timeout=LIMIT_S)
         assert not code.is_failure, code
 
     def subscribe(self, topic: str) -> int:
         """Subscribe at QoS 1; the granted QoS, or 128 when refused."""
         self.client.subscribe(topic, qos=1)
-        return self.subacks.get(timeout=10)[0].value
+        return self.subacks.get(timeout=LIMIT_S)[0].value
 
     def publish(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(timeout=10)
+        self.client.publish(topic, payload, qos=1).wait_for_publish(timeout=LIMIT_S)
 
     def received_until(self, marker: bytes) -> list[tuple[str, bytes]]:
         """Messages received up to and including the one with payload ``marker``."""
         seen = []
         while not seen or seen[-1][1] != marker:
-            seen.append(self.messages.get(timeout=10))
+            seen.append(self.messages.get(timeout=LIMIT_S))
         return seen
 
     def close(self) -> None:

@@ -78,13 +78,11 @@ def test_bad_requests_get_clear_client_errors_and_store_nothing(
 ) -> None:
     gw = SimGateway("gw-http", resource="batches")
     keys = setup(cloud_app, gw)
-    mqtt_gw = SimGateway("gw-http")  # seals for its MQTT topic: does not open over HTTP
-    mqtt_gw.hear_many(2)
-    mqtt_gw.flush()
-    [(_s, sealed_for_mqtt)] = mqtt_gw.outbox()
+    # Bound to another gateway's uplink topic: no binding of this gateway's opens it.
+    sealed_for_another = cose.seal_with(gw.ring, 4, b"x", "devices/gw-other/up")
     cases = [
         (b"garbage", COSE, 401, "malformed"),
-        (sealed_for_mqtt, COSE, 401, "forged"),
+        (sealed_for_another, COSE, 401, "forged"),
         (cose.seal(b"x" * 32, "gw-http", 1, 9, b"x", "batches"), COSE, 401, "forged"),
         (cose.seal(b"x" * 32, "gw-nobody", 1, 9, b"x", "batches"), COSE, 401, "unknown_key"),
         (cose.seal_with(gw.ring, 3, cbor.dumps([1]), "batches"), COSE, 422, "undecodable"),

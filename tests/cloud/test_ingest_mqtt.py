@@ -56,7 +56,7 @@ def fleet(count: int, readings: int) -> tuple[list[SimGateway], MemoryKeySource]
 
 
 async def run_workers(
-    workers: list[MqttWorker], body: Callable[[], object], timeout: float = 60
+    workers: list[MqttWorker], body: Callable[[], object], timeout: float = 100
 ) -> None:
     """Run ``workers`` until they are subscribed, await ``body()``, then stop them."""
     stop = asyncio.Event()
@@ -68,7 +68,7 @@ async def run_workers(
             await body()  # type: ignore[misc]
     finally:
         stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 15)
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
 
 
 def assert_stored_once(database: Database, gateways: list[SimGateway]) -> None:
@@ -185,12 +185,12 @@ def test_a_worker_killed_between_commit_and_ack_is_covered_by_the_gateways_resen
 
     async def scenario() -> None:
         crashed = asyncio.ensure_future(doomed.run())
-        await asyncio.wait_for(doomed.subscribed.wait(), 10)
+        await asyncio.wait_for(doomed.subscribed.wait(), 60)
         async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
             _seq, envelope = gw.outbox()[0]
             await client.publish(gw.aad, envelope, qos=1)
         with pytest.raises(Killed):
-            await asyncio.wait_for(crashed, 10)
+            await asyncio.wait_for(crashed, 60)
         assert receipt_count(database) == 1 and gw.acks == 0  # committed, never acknowledged
         await run_workers([survivor], lambda: drive_over_mqtt(gw, mosquitto.host, mosquitto.port))
 

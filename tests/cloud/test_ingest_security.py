@@ -74,7 +74,6 @@ def test_every_kind_of_bad_envelope_is_rejected_with_its_reason(database: Databa
         (unknown_version, topic, "mqtt", GATEWAY, "unknown_key"),
         (for_another_topic, topic, "mqtt", GATEWAY, "forged"),
         (not_a_batch, topic, "mqtt", GATEWAY, "undecodable"),
-        (good, "batches", "http", None, "forged"),  # sealed for MQTT, posted over HTTP
     ]
     got = []
     for envelope, resource, transport, claimed, _reason in cases:
@@ -85,7 +84,7 @@ def test_every_kind_of_bad_envelope_is_rejected_with_its_reason(database: Databa
     assert got == [case[-1] for case in cases]
     assert receipt_count(database) == 0 and reading_count(database) == 0
     assert ingest.stats.batches("rejected") == len(cases)
-    assert ingest.stats.batches("rejected", "forged") == 4
+    assert ingest.stats.batches("rejected", "forged") == 3
     # ... and the pipeline still serves the genuine batch.
     assert ingest.handle(good, topic, "mqtt", GATEWAY).status == "accepted"
 
@@ -158,3 +157,19 @@ def test_mutated_envelopes_never_store_anything_and_never_crash(
         assert authentic == cose.open_envelope(envelope, gw.ring.lookup, gw.aad)
         assert result.status in ("accepted", "duplicate")
     assert ingest.handle(envelope, gw.aad, transport, claimed).status in ("accepted", "duplicate")
+
+
+def test_a_batch_sealed_for_one_transport_is_taken_on_the_other_once(database: Database) -> None:
+    """A gateway seals when it queues, for the transport it prefers, and falls back to the
+    other when that one is down: the cloud takes the envelope there, and stores it once."""
+    ingest, gw, _keys = rejections(database)
+    for_mqtt = one_envelope(gw)  # bound to devices/gw-sec/up
+    over_http = ingest.handle(for_mqtt, "batches", "http")
+    assert (over_http.status, over_http.ack is not None) == ("accepted", True)
+    again_over_mqtt = ingest.handle(for_mqtt, gw.aad, "mqtt", GATEWAY)
+    assert again_over_mqtt.status == "duplicate"
+    for_coap = cose.seal_with(
+        gw.ring, 70, cose.open_envelope(for_mqtt, gw.ring.lookup, gw.aad).plaintext, "batches"
+    )
+    assert ingest.handle(for_coap, gw.aad, "mqtt", GATEWAY).status == "accepted"
+    assert receipt_count(database) == 2

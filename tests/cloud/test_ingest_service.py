@@ -15,8 +15,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import paho.mqtt.publish as publish
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.engine import URL
 
 from bankiot_core import cose
@@ -31,6 +32,8 @@ from tests.support.environment import free_port, unavailable
 from tests.support.mosquitto import MosquittoBroker
 
 NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
+LIMIT_S = 60.0  # a bound on waiting for a process under load, not a measurement
+NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK reason code
 
 
 @pytest.fixture
@@ -99,11 +102,11 @@ def first_line(process: subprocess.Popen[str]) -> str:
     return process.stdout.readline()
 
 
-def metric(port: int, needle: str, seconds: float = 15) -> str:
+def metric(port: int, needle: str, seconds: float = LIMIT_S) -> str:
     deadline = time.monotonic() + seconds
     text = ""
     while time.monotonic() < deadline:
-        with urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=5) as response:
+        with urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=LIMIT_S) as response:
             text = response.read().decode()
         if needle in text:
             return text
@@ -111,9 +114,35 @@ def metric(port: int, needle: str, seconds: float = 15) -> str:
     raise AssertionError("%r not in metrics:\n%s" % (needle, text))
 
 
+def publish_once_subscribed(broker: MosquittoBroker, topic: str, payload: bytes) -> None:
+    """Publish ``payload`` (QoS 1, MQTT 5) until the broker's PUBACK says a subscriber got
+    it. The worker subscribes some time after it starts (how long depends on the machine's
+    load); until then the broker answers "no matching subscribers" (0x10) and delivers the
+    copy to no one, so exactly one copy reaches the worker."""
+    codes: dict[int, int] = {}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_publish = lambda _c, _u, mid, code, _p: codes.__setitem__(mid, int(code.value))
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        deadline = time.monotonic() + LIMIT_S
+        while True:
+            info = client.publish(topic, payload, qos=1)
+            info.wait_for_publish(LIMIT_S)
+            code = codes.get(info.mid)
+            if code == 0:
+                return
+            assert code == NO_MATCHING_SUBSCRIBERS, "PUBACK reason code %r" % code
+            assert time.monotonic() < deadline, "the worker never subscribed to %s" % topic
+            time.sleep(0.05)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
 def stop(process: subprocess.Popen[str]) -> int:
     process.send_signal(signal.SIGTERM)
-    return process.wait(timeout=20)
+    return process.wait(timeout=LIMIT_S)
 
 
 def test_ingest_mqtt_runs_counts_and_stops_on_sigterm(
@@ -135,14 +164,7 @@ def test_ingest_mqtt_runs_counts_and_stops_on_sigterm(
     try:
         assert "ingesting from" in first_line(process)
         metric(metrics_port, "bankiot_ingest_batches")
-        time.sleep(0.5)  # subscribed by now; a message before that is not ours to count
-        publish.single(
-            "devices/gw-unknown/up",
-            b"\xd0garbage",
-            qos=1,
-            hostname=mosquitto.host,
-            port=mosquitto.port,
-        )
+        publish_once_subscribed(mosquitto, "devices/gw-unknown/up", b"\xd0garbage")
         metric(metrics_port, 'outcome="rejected",reason="malformed",transport="mqtt"} 1.0')
     finally:
         assert stop(process) == 0

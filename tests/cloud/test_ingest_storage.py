@@ -23,10 +23,13 @@ from bankiot_core.batch import CLOCK_TICKS, CLOCK_UNIX_MS, BatchReading, Health,
 from bankiot_core.errors import LocalError
 from bankiot_core.presence import PresenceEvent
 from cloud.db import Database
+from cloud.fleet.models import Branch, Device
 from cloud.ingest import partitions
 from cloud.ingest.models import DeviceEvent, GatewayHealth, Reading, utc
 from cloud.ingest.pipeline import Ingest
 from cloud.ingest.retention import RetentionError, RetentionPolicy, classify, purge_expired
+from cloud.ingest.thresholds import Thresholds
+from cloud.ingest.wearables import WearableDirectory
 from tests.cloud.ingest_support import (
     SENSOR,
     WEARABLE,
@@ -211,6 +214,128 @@ def test_purge_deletes_only_what_outlived_its_class(database: Database) -> None:
         assert (purged["presence"], purged["environment"], purged["health"]) == (1, 1, 0)
         session.commit()
         assert session.scalars(select(DeviceEvent)).all() == []
+
+
+WEARABLE_ADDRESS, SENSOR_ADDRESS = "C0:FF:EE:00:00:02", "A4:C1:38:00:00:01"
+
+
+def register(database: Database, uid: str, kind: str) -> None:
+    """A device in the inventory, as the fleet area records it."""
+    with database.sessions() as session:
+        branch = session.query(Branch).filter_by(code="B001").one_or_none()
+        branch = branch or Branch(code="B001", name="Branch B001")
+        session.add(Device(uid=uid, kind=kind, branch=branch, status="active"))
+        session.commit()
+
+
+class Ticks:
+    """A monotonic clock the test moves (``WearableDirectory``'s time-to-live)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_wearables_readings_are_health_data_whatever_the_metric(database: Database) -> None:
+    register(database, WEARABLE_ADDRESS, "wearable")
+    register(database, SENSOR_ADDRESS, "sensor")
+    gw = SimGateway("gw-st")
+    rules = Thresholds.parse("temperature>37.5:37")
+    ingest = Ingest(database, gw.keys(), clock=lambda: NOW, thresholds=rules)
+    at = NOW_MS - 60_000
+    records = [
+        BatchReading(WEARABLE, at, "temperature", 38.1, "°C"),  # skin temperature
+        BatchReading(WEARABLE, at, "steps", 1200, ""),
+        BatchReading(WEARABLE, at + 1, "button", "press", "event"),
+        PresenceEvent("enter", WEARABLE, at + 2, -60, 80),
+        BatchReading(SENSOR, at, "temperature", 38.2, "°C"),  # a room (or a cabinet)
+    ]
+    assert send(ingest, gw, 0, records).status == "accepted"
+    with database.sessions() as session:
+        readings = session.execute(
+            select(Reading.device, Reading.metric, Reading.data_class).order_by(Reading.position)
+        ).all()
+        events = session.execute(
+            select(DeviceEvent.device, DeviceEvent.kind, DeviceEvent.data_class).order_by(
+                DeviceEvent.id
+            )
+        ).all()
+    assert [tuple(r) for r in readings] == [
+        (WEARABLE_ADDRESS, "temperature", "health"),
+        (WEARABLE_ADDRESS, "steps", "health"),
+        (WEARABLE_ADDRESS, "button", "health"),
+        (SENSOR_ADDRESS, "temperature", "environment"),
+    ]
+    assert sorted(tuple(e) for e in events) == [
+        (SENSOR_ADDRESS, "threshold", "environment"),
+        (WEARABLE_ADDRESS, "button", "health"),
+        (WEARABLE_ADDRESS, "enter", "presence"),  # where someone was: presence, 30 days
+        (WEARABLE_ADDRESS, "threshold", "health"),
+    ]
+
+
+def test_purge_deletes_a_wearables_readings_after_seven_days(database: Database) -> None:
+    gw = SimGateway("gw-st")
+    ticks = Ticks()
+    ingest = Ingest(
+        database, gw.keys(), clock=lambda: NOW, wearables=WearableDirectory(clock=ticks)
+    )
+    day = 86_400_000
+    before = [BatchReading(WEARABLE, NOW_MS - 10 * day, "temperature", 33.0, "°C")]
+    assert send(ingest, gw, 0, before).status == "accepted"  # not registered yet
+    register(database, WEARABLE_ADDRESS, "wearable")
+    ticks.now += 61  # past the time-to-live: ingest asks again
+    records = [
+        BatchReading(WEARABLE, NOW_MS - 8 * day, "temperature", 34.0, "°C"),
+        BatchReading(SENSOR, NOW_MS - 8 * day, "temperature", 21.0, "°C"),
+    ]
+    assert send(ingest, gw, 1, records).status == "accepted"
+    recent = [BatchReading(WEARABLE, NOW_MS - 1 * day, "temperature", 35.0, "°C")]
+    assert send(ingest, gw, 2, recent).status == "accepted"
+    with database.sessions() as session:
+        stored = session.execute(select(Reading.value_num, Reading.data_class)).all()
+        assert sorted(tuple(r) for r in stored) == [
+            (21.0, "environment"),
+            (33.0, "environment"),  # stored before the device was known as a wearable
+            (34.0, "health"),
+            (35.0, "health"),
+        ]
+        purged = purge_expired(session, NOW)
+        session.commit()
+        left = session.execute(select(Reading.device, Reading.value_num)).all()
+    assert purged["health"] == 2 and purged["environment"] == 0
+    assert sorted(tuple(r) for r in left) == [(SENSOR_ADDRESS, 21.0), (WEARABLE_ADDRESS, 35.0)]
+
+
+def test_wearables_are_looked_up_once_per_batch_at_most_and_remembered(
+    database: Database,
+) -> None:
+    register(database, WEARABLE_ADDRESS, "wearable")
+    ticks = Ticks()
+    directory = WearableDirectory(ttl=60, clock=ticks)
+    gw = SimGateway("gw-st")
+    ingest = Ingest(database, gw.keys(), clock=lambda: NOW, wearables=directory)
+    both = [
+        BatchReading(WEARABLE, NOW_MS, "temperature", 33.0, "°C"),
+        BatchReading(SENSOR, NOW_MS, "temperature", 21.0, "°C"),
+    ]
+    assert send(ingest, gw, 0, both).status == "accepted"
+    assert directory.queries == 1
+    assert send(ingest, gw, 1, both).status == "accepted"
+    assert directory.queries == 1  # both remembered, the negative answer too
+    assert send(ingest, gw, 2, [Health(NOW_MS, {"depth": 0})]).status == "accepted"
+    assert directory.queries == 1  # no device readings: nothing to ask
+    ticks.now += 60
+    assert send(ingest, gw, 3, both).status == "accepted"
+    assert directory.queries == 2  # expired: asked again, once for the batch
+    with database.sessions() as session:
+        classes = session.execute(select(Reading.device, Reading.data_class).distinct()).all()
+    assert sorted(tuple(c) for c in classes) == [
+        (SENSOR_ADDRESS, "environment"),
+        (WEARABLE_ADDRESS, "health"),
+    ]
 
 
 def test_retention_settings_are_checked_and_metrics_classified() -> None:

@@ -13,8 +13,18 @@ import binascii
 
 from bankiot_core.batch import (
     CLOCK_UNIX_MS,
+    KIOSK_CHECKIN,
+    KIOSK_PAIRING,
+    KIOSK_TICKET,
+    STATUS_ACCEPTED,
+    STATUS_DONE,
+    STATUS_REFUSED,
     BatchReading,
+    CommandResult,
     Health,
+    KioskEvent,
+    Running,
+    clip_detail,
     decode_batch,
     encode_batch,
 )
@@ -54,6 +64,13 @@ def record_json(record):
     if type(record) is Health:
         counters = record[1]
         return ["health", record[0], [[name, counters[name]] for name in sorted(counters)]]
+    if type(record) is CommandResult:
+        return ["result", record[0], record[1], record[2], record[3]]
+    if type(record) is Running:
+        return ["running", record[0], record[1], record[2]]
+    if type(record) is KioskEvent:
+        wearable = None if record[3] is None else hexa(record[3])
+        return ["kiosk", record[0], record[1], record[2], wearable, record[4]]
     raise TypeError("not a record: %r" % (record,))
 
 
@@ -92,15 +109,34 @@ def sample_records():
     ]
 
 
+def gateway_records():
+    """The gateway's own records (health, command results, what it runs) among a reading."""
+    return [
+        Running(5000, "bankiot-fw 1.4.2", None),
+        CommandResult(5100, 41, STATUS_ACCEPTED, "downloading 2/7"),
+        BatchReading(mac(A), 5150, "battery", 90, "%"),
+        Health(5200, {"frames_in": 3}),
+        CommandResult(5300, 0xFFFFFFFFFF, STATUS_REFUSED, clip_detail("r\u00e9" * 150)),
+        CommandResult(5400, 41, STATUS_DONE, ""),
+        Running(5400, "bankiot-fw 1.5.0", 0xFFFFFFFFFF),
+        KioskEvent(5500, KIOSK_CHECKIN, 7, mac(B), ""),
+        KioskEvent(5600, KIOSK_TICKET, 0xFFFFFFFFFF, None, "A042"),
+        KioskEvent(5700, KIOSK_PAIRING, 8, None, "7KQ2M9XD"),
+    ]
+
+
 def encode_sample():
-    """The sample batch as hex, and decoded again."""
+    """The sample batches as hex, and decoded again."""
     payload = encode_batch(sample_records())
     unix = encode_batch([BatchReading(mac(A), 1700000000123, "co2", 612, "ppm")], CLOCK_UNIX_MS)
+    gateway = encode_batch(gateway_records())
     return {
         "payload": hexa(payload),
         "decoded": batch_json(payload),
         "unix": hexa(unix),
         "unix_decoded": batch_json(unix),
+        "gateway": hexa(gateway),
+        "gateway_decoded": batch_json(gateway),
     }
 
 
@@ -154,6 +190,34 @@ def batcher_lanes():
     steps.append(["pending", batcher.pending(), batcher.due_in(1400)])
     step("flush", batcher.flush())
     steps.append(["counters", sorted(batcher.counters().items()), store.value, store.saves])
+    return steps
+
+
+def batcher_gateway_records():
+    """Results leave urgent, running and health travel routine; bad values change nothing."""
+    batcher = Batcher(SequenceNumbers(MemoryCounterStore()), max_delay_ms=100)
+    steps = []
+    steps.append(["t0 health", _ready_json(batcher.add_health({"frames_in": 1}, 0))])
+    steps.append(["t10 running", _ready_json(batcher.add_running("fw 1.0", 7, 10))])
+    steps.append(["t20 result", _ready_json(batcher.add_result(41, 0, "rebooted", 20))])
+    steps.append(["t30 kiosk", _ready_json(batcher.add_kiosk(0, 9, mac(A), "", 30))])
+    for name, call in (
+        ("status 9", lambda: batcher.add_result(1, 9, "", 30)),
+        ("detail of 201 bytes", lambda: batcher.add_result(1, 0, "x" * 201, 30)),
+        ("software empty", lambda: batcher.add_running("", None, 30)),
+        ("kiosk kind 7", lambda: batcher.add_kiosk(7, 1, None, "", 30)),
+        ("kiosk wearable of 5 bytes", lambda: batcher.add_kiosk(0, 1, b"12345", "", 30)),
+        ("kiosk detail of 65 bytes", lambda: batcher.add_kiosk(1, 1, None, "x" * 65, 30)),
+    ):
+        try:
+            call()
+            steps.append([name, "accepted"])
+        except CoreError as exc:
+            steps.append([name, type(exc).__name__, batcher.pending()])
+    steps.append(["t100 poll", _ready_json(batcher.poll(100))])
+    small = Batcher(SequenceNumbers(MemoryCounterStore()), max_bytes=32)
+    steps.append(["too large", _ready_json(small.add_result(1, 1, "x" * 100, 0))])
+    steps.append(["counters", small.counters()["entries_too_large"]])
     return steps
 
 

@@ -7,7 +7,8 @@ derived by hand from RFC 7252 and RFC 7959.
 A script is JSON data: a client configuration and a list of steps, each one of
 
 - ``["request", t_ms, method, path, payload hex, extra]``: ``extra`` may hold ``token``
-  (hex) and ``content_format``; records ``["sent", datagram hex]``;
+  (hex), ``content_format`` and ``options`` (``[[number, value hex], ...]``); records
+  ``["sent", datagram hex]``;
 - ``["recv", t_ms, datagram hex]`` and ``["tick", t_ms]``: record ``[datagrams hex,
   events]``, or ``["DecodeError"]``;
 - ``["timeout", t_ms]``: records ``next_timeout_ms``;
@@ -82,6 +83,7 @@ def run_script(config, steps):
                 step[1],
                 content_format=extra.get("content_format"),
                 token=None if token is None else _unhex(token),
+                options=[(number, _unhex(value)) for number, value in extra.get("options", [])],
             )
             record.append(["sent", _hex(datagram)])
         elif kind == "recv":

@@ -1,4 +1,4 @@
-"""Downlink acknowledgements on both interpreters: seal, open, refuse, release.
+"""Downlink messages on both interpreters: seal, open, refuse, release, configure, command.
 
 ``tests/core/test_downlink.py`` runs these functions on CPython and, from this same file
 installed as ``/lib/downlink_scenario.py``, under real MicroPython with the ``cryptolib``
@@ -106,6 +106,11 @@ def build_deliveries():
     flipped = bytearray(dl4)
     flipped[-1] ^= 0x01
     dl20 = downlink.seal_downlink(cloud, 20, cbor.dumps([2, 7, {"deadband": 5}], True), TOPIC)
+    command = downlink.encode_command(5, "set_led", {"on": True})
+    dl23 = downlink.seal_downlink(cloud, 23, command, TOPIC)
+    dl24 = downlink.seal_downlink(cloud, 24, command, TOPIC)  # the cloud resends command 5
+    older = downlink.encode_config(6, {"deadband": {"temperature": 0.5}})
+    newer = downlink.encode_config(8, {"paired": [OTHER], "deadband": {"temperature": 0.2}})
     steps = [
         ["dl 0 under v1: through 5, already dropped", ack(0, 5, version=1)],
         ["dl 1: through %d across the lost gap, and 18" % through, dl1],
@@ -121,7 +126,7 @@ def build_deliveries():
         ["one bit flipped in the tag", bytes(flipped)],
         ["truncated", dl4[:-1]],
         ["dl 4: 19, 34, 35", dl4],
-        ["dl 20: a config message (reserved)", dl20],
+        ["dl 20: config 7", dl20],
         ["dl 20 again", dl20],
         ["dl 12 late, older than the window: 32", ack(12, None, [32])],
         ["dl 13 late, inside the window: 32", ack(13, None, [32])],
@@ -134,7 +139,16 @@ def build_deliveries():
     out.insert(13, ["deliver", "dl 4 on gw-8's topic", hexa(dl4), "devices/gw-8/down"])
     out.append(["retire", 1])
     out.append(["deliver", "dl 22 under retired v1: 40", hexa(ack(22, 40, version=1)), TOPIC])
+    out.append(["deliver", "dl 23: command 5", hexa(dl23), TOPIC])
+    out.append(["deliver", "dl 24: command 5 resent", hexa(dl24), TOPIC])
+    out.append(["deliver", "dl 23 again", hexa(dl23), TOPIC])
+    out.append(["deliver", "dl 25: config 6, older", hexa(seal(cloud, 25, older)), TOPIC])
+    out.append(["deliver", "dl 26: config 8", hexa(seal(cloud, 26, newer)), TOPIC])
     return out
+
+
+def seal(ring, seq, message):
+    return downlink.seal_downlink(ring, seq, message, TOPIC)
 
 
 def story(deliveries):
@@ -145,6 +159,8 @@ def story(deliveries):
         queue.enqueue(seq, bytes(BATCH_BYTES))
     ring = rollover_ring()
     window = ReplayWindow(WINDOW)
+    commands = downlink.CommandLog(4)
+    running = None  # the config revision the gateway runs
     log = []
     start = {"queued": queue.seqs(), "loss": list(queue.loss())}
     for step in deliveries:
@@ -158,8 +174,25 @@ def story(deliveries):
         except CoreError as exc:
             log.append([name, type(exc).__name__, queue.seqs() == before])
             continue
-        released = downlink.apply_ack(queue, opened.message)
-        again = downlink.apply_ack(queue, opened.message)  # idempotent
+        message = opened.message
+        if opened.kind == downlink.KIND_CONFIG:
+            # Settings as deterministic CBOR: floats compare exactly across interpreters.
+            settings = hexa(cbor.dumps(message.settings, True))
+            if running is None or message.revision > running:
+                running = message.revision
+                log.append([name, "config", message.revision, "applied", settings])
+            else:
+                log.append([name, "config", message.revision, "ignored", running])
+            continue
+        if opened.kind == downlink.KIND_COMMAND:
+            if commands.seen(message.id):
+                log.append([name, "command", message.id, message.name, "already run"])
+            else:
+                commands.record(message.id)
+                log.append([name, "command", message.id, message.name, "run", message.args])
+            continue
+        released = downlink.apply_ack(queue, message)
+        again = downlink.apply_ack(queue, message)  # idempotent
         log.append([name, "released", released, again, opened.key_version, queue.seqs()])
     counters = queue.counters()
     return {
@@ -169,4 +202,61 @@ def story(deliveries):
         "acks_stale": counters["acks_stale"],
         "window": window.counters(),
         "window state": hexa(window.state()),
+        "commands": commands.state(),
+        "running": running,
     }
+
+
+# ---- configuration and commands ------------------------------------------------------------
+
+
+def encode_messages(cases):
+    """``["config", revision, settings]`` or ``["command", id, name, args]`` -> the
+    message's hex, or the error's class name."""
+    out = []
+    for case in cases:
+        try:
+            if case[0] == "config":
+                out.append(hexa(downlink.encode_config(case[1], case[2])))
+            else:
+                out.append(hexa(downlink.encode_command(case[1], case[2], case[3])))
+        except CoreError as exc:
+            out.append(type(exc).__name__)
+    return out
+
+
+def decode_messages(items):
+    """Message hex -> ``["ack", through, ranges]``, ``["config", revision, settings as
+    deterministic CBOR hex]``, ``["command", id, name, args as CBOR hex]`` or ``[error]``."""
+    out = []
+    for text in items:
+        try:
+            message = downlink.decode_message(unhex(text))
+        except CoreError as exc:
+            out.append([type(exc).__name__])
+            continue
+        if isinstance(message, downlink.Ack):
+            out.append(["ack", message.through, [list(r) for r in message.ranges]])
+        elif isinstance(message, downlink.Config):
+            out.append(["config", message.revision, hexa(cbor.dumps(message.settings, True))])
+        elif isinstance(message, downlink.Command):
+            args = hexa(cbor.dumps(message.args, True))
+            out.append(["command", message.id, message.name, args])
+    return out
+
+
+def command_log(steps, size):
+    """Steps ``["record", id]`` / ``["seen", id]`` / ``["reboot"]`` (a new log from the
+    saved state) on a ``CommandLog`` of ``size``: what each answered, and the states."""
+    log = downlink.CommandLog(size)
+    out = []
+    for step in steps:
+        if step[0] == "record":
+            log.record(step[1])
+            out.append(log.state())
+        elif step[0] == "seen":
+            out.append(log.seen(step[1]))
+        else:
+            log = downlink.CommandLog(size, log.state())
+            out.append("rebooted")
+    return out

@@ -25,9 +25,14 @@ from bankiot_core.batch import (
     CLOCK_UNIX_MS,
     COUNTER_NAMES,
     METRICS,
+    STATUS_NAMES,
     BatchBuilder,
     BatchReading,
+    CommandResult,
     Health,
+    KioskEvent,
+    Running,
+    clip_detail,
     decode_batch,
     encode_batch,
     record_size,
@@ -47,6 +52,7 @@ A = bytes.fromhex(scenarios.A)
 B = bytes.fromhex(scenarios.B)
 C = bytes.fromhex(scenarios.C)
 U64 = 1 << 64
+MAX_ID = 2**40 - 1
 
 
 def spec_bytes(obj: Any) -> bytes:
@@ -79,8 +85,30 @@ def check_schema(obj: Any) -> None:
         assert address not in addresses
         addresses.add(address)
         for record in group[1:]:
-            assert type(record) is list and len(record) >= 3 and len(record) % 2 == 1
+            assert type(record) is list and len(record) >= 3
             assert type(record[0]) is int and 0 <= record[0] <= MAX_DURATION_MS
+            if address is None and record[1] == -3 and type(record[1]) is int:  # result
+                assert len(record) == 5
+                _, _, command_id, status, detail = record
+                assert type(command_id) is int and 0 <= command_id <= MAX_ID
+                assert type(status) is int and 0 <= status <= 3
+                assert type(detail) is str and len(detail.encode()) <= 200
+                continue
+            if address is None and record[1] == -5 and type(record[1]) is int:  # kiosk
+                assert len(record) == 6
+                _, _, kind, event_id, wearable, detail = record
+                assert type(kind) is int and 0 <= kind <= 3
+                assert type(event_id) is int and 0 <= event_id <= MAX_ID
+                assert wearable is None or (type(wearable) is bytes and len(wearable) == 6)
+                assert type(detail) is str and len(detail.encode()) <= 64
+                continue
+            if address is None and record[1] == -4 and type(record[1]) is int:  # running
+                assert len(record) == 4
+                _, _, software, config = record
+                assert type(software) is str and 1 <= len(software.encode()) <= 32
+                assert config is None or (type(config) is int and 0 <= config <= MAX_ID)
+                continue
+            assert len(record) % 2 == 1
             pairs = list(zip(record[1::2], record[2::2], strict=True))
             for key, value in pairs:
                 if address is None:  # health
@@ -159,6 +187,80 @@ def test_the_sample_batch_is_the_documented_structure_in_cbor2_bytes() -> None:
     assert payload == spec_bytes(expected)
     check_schema(cbor2.loads(payload))
     assert METRICS[: len(FIRST_CODES)] == tuple(FIRST_CODES)
+
+
+def test_the_gateway_records_are_the_documented_structure_in_cbor2_bytes() -> None:
+    clipped = "r\u00e9" * 66 + "r"  # 199 bytes: one more "é" would make 201
+    expected = [
+        1,
+        0,
+        5000,
+        [
+            None,
+            [0, -4, "bankiot-fw 1.4.2", None],
+            [100, -3, 41, 3, "downloading 2/7"],
+            [200, COUNTER_NAMES.index("frames_in"), 3],
+            [300, -3, MAX_ID, 2, clipped],
+            [400, -3, 41, 0, ""],
+            [400, -4, "bankiot-fw 1.5.0", MAX_ID],
+            [500, -5, 0, 7, B, ""],
+            [600, -5, 1, MAX_ID, None, "A042"],
+            [700, -5, 3, 8, None, "7KQ2M9XD"],
+        ],
+        [A, [150, 2, 90]],
+    ]
+    payload = encode_batch(scenarios.gateway_records())
+    assert payload == spec_bytes(expected)
+    check_schema(cbor2.loads(payload))
+    # One record by hand from the CDDL: [dt 100, -3, id 41, status 3, detail "ok"]
+    assert batch.result_fields(41, 3, "ok", [100]) == [100, -3, 41, 3, "ok"]
+    assert spec_bytes([100, -3, 41, 3, "ok"]) == bytes.fromhex("85186422182903626f6b")
+    assert spec_bytes([0, -4, "1", None]) == bytes.fromhex("8400236131f6")
+    # [dt 0, -5, ticket 1, id 3, no wearable, "A1"]: -5 is 0x24 (major type 1, argument 4)
+    assert batch.kiosk_fields(1, 3, None, "A1", [0]) == [0, -5, 1, 3, None, "A1"]
+    assert spec_bytes([0, -5, 1, 3, None, "A1"]) == bytes.fromhex("8600240103f6624131")
+    # [dt 0, -5, pairing 3, id 8, no wearable, "7KQ2M9XD"]: the code as 8 bytes of text (0x68)
+    assert batch.kiosk_fields(3, 8, None, "7KQ2M9XD", [0]) == [0, -5, 3, 8, None, "7KQ2M9XD"]
+    pairing = bytes.fromhex("8600240308f668") + b"7KQ2M9XD"
+    assert spec_bytes([0, -5, 3, 8, None, "7KQ2M9XD"]) == pairing
+    decoded = decode_batch(payload)
+    assert decoded.records == [
+        Running(5000, "bankiot-fw 1.4.2", None),
+        CommandResult(5100, 41, 3, "downloading 2/7"),
+        Health(5200, {"frames_in": 3}),
+        CommandResult(5300, MAX_ID, 2, clipped),
+        CommandResult(5400, 41, 0, ""),
+        Running(5400, "bankiot-fw 1.5.0", MAX_ID),
+        KioskEvent(5500, 0, 7, B, ""),
+        KioskEvent(5600, 1, MAX_ID, None, "A042"),
+        KioskEvent(5700, 3, 8, None, "7KQ2M9XD"),
+        BatchReading(A, 5150, "battery", 90, "%"),
+    ]
+    assert batch.KIOSK_KINDS[:4] == ("checkin", "ticket", "request", "pairing")
+    assert batch.KIOSK_KINDS[4:] == ("offer_shown", "offer_accepted", "offer_declined")
+    assert (batch.KIOSK_OFFER_SHOWN, batch.KIOSK_OFFER_DECLINED) == (4, 6)
+    assert batch.KIOSK_PAIRING == 3
+    assert STATUS_NAMES == ("done", "failed", "refused", "accepted")
+    assert (batch.STATUS_DONE, batch.STATUS_FAILED) == (0, 1)
+    assert (batch.STATUS_REFUSED, batch.STATUS_ACCEPTED) == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", ""),
+        ("x" * 200, "x" * 200),
+        ("x" * 201, "x" * 200),
+        ("\u00e9" * 150, "\u00e9" * 100),
+        ("a" + "\u00e9" * 150, "a" + "\u00e9" * 99),  # not half a character
+        ("ab" + "\u20ac" * 100, "ab" + "\u20ac" * 66),  # 3-byte characters: 200 bytes
+        ("a" + "\U0001f600" * 60, "a" + "\U0001f600" * 49),  # 4-byte characters: 197
+    ],
+)
+def test_clip_detail_cuts_on_a_character_boundary(text: str, expected: str) -> None:
+    clipped = clip_detail(text)
+    assert clipped == expected
+    assert len(clipped.encode()) <= 200 and text.encode().startswith(clipped.encode())
 
 
 def test_floats_are_in_the_shortest_exact_form_and_decimals_are_exact() -> None:
@@ -260,7 +362,19 @@ def metric_units(draw: st.DrawFn) -> tuple[str, str]:
 @st.composite
 def records(draw: st.DrawFn, base: int) -> Any:
     at = base + draw(st.integers(0, MAX_DURATION_MS))
-    kind = draw(st.integers(0, 5))
+    kind = draw(st.integers(0, 8))
+    if kind == 8:
+        wearable = draw(st.one_of(st.none(), ADDRESSES))
+        detail = draw(st.text(max_size=20))
+        return KioskEvent(
+            at, draw(st.integers(0, 3)), draw(st.integers(0, MAX_ID)), wearable, detail
+        )
+    if kind == 6:
+        detail = draw(st.text(max_size=60))
+        return CommandResult(at, draw(st.integers(0, MAX_ID)), draw(st.integers(0, 3)), detail)
+    if kind == 7:
+        software = draw(st.text(min_size=1, max_size=8))
+        return Running(at, software, draw(st.one_of(st.none(), st.integers(0, MAX_ID))))
     if kind == 0:
         return PresenceEvent(
             draw(st.sampled_from(["enter", "leave"])),
@@ -317,7 +431,7 @@ def grouped(items: list[Any]) -> list[Any]:
     """``items`` in the order a batch gives them back: by group of first appearance."""
     order: dict[Any, list[Any]] = {}
     for item in items:
-        key = None if type(item) is Health else item.address
+        key = None if type(item) in (Health, CommandResult, Running, KioskEvent) else item.address
         order.setdefault(key, []).append(item)
     return [item for group in order.values() for item in group]
 
@@ -355,6 +469,16 @@ def test_builder_knows_the_exact_size(case: tuple[int, list[Any]]) -> None:
         elif type(item) is PresenceEvent:
             record = batch.event_pair(item, [item.at_ms - base])
             address = item.address
+        elif type(item) is CommandResult:
+            record = batch.result_fields(item.id, item.status, item.detail, [item.at_ms - base])
+            address = None
+        elif type(item) is Running:
+            record = batch.running_fields(item.software, item.config_revision, [item.at_ms - base])
+            address = None
+        elif type(item) is KioskEvent:
+            dt = [item.at_ms - base]
+            record = batch.kiosk_fields(item.kind, item.id, item.wearable, item.detail, dt)
+            address = None
         else:
             record = batch.counter_pairs(item.counters, [item.at_ms - base])
             address = None
@@ -416,6 +540,41 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("health float count", spec_bytes([1, 0, 0, [None, [0, 6, 1.0]]])),
     ("health bytes name", spec_bytes([1, 0, 0, [None, [0, b"x", 1]]])),
     ("health presence key", spec_bytes([1, 0, 0, [None, [0, -1, [-50, 50]]]])),
+    ("health with a counter alone", spec_bytes([1, 0, 0, [None, [0, 6, 1, 7]]])),
+    ("gateway record -5", spec_bytes([1, 0, 0, [None, [0, -5, 1, 0, ""]]])),
+    ("result of four items", spec_bytes([1, 0, 0, [None, [0, -3, 1, 0]]])),
+    ("result of six items", spec_bytes([1, 0, 0, [None, [0, -3, 1, 0, "", 0]]])),
+    ("result id negative", spec_bytes([1, 0, 0, [None, [0, -3, -1, 0, ""]]])),
+    ("result id beyond 2**40-1", spec_bytes([1, 0, 0, [None, [0, -3, MAX_ID + 1, 0, ""]]])),
+    ("result id text", spec_bytes([1, 0, 0, [None, [0, -3, "1", 0, ""]]])),
+    ("result status 4", spec_bytes([1, 0, 0, [None, [0, -3, 1, 4, ""]]])),
+    ("result status -1", spec_bytes([1, 0, 0, [None, [0, -3, 1, -1, ""]]])),
+    ("result status true", spec_bytes([1, 0, 0, [None, [0, -3, 1, True, ""]]])),
+    ("result detail bytes", spec_bytes([1, 0, 0, [None, [0, -3, 1, 0, b"ok"]]])),
+    ("result detail null", spec_bytes([1, 0, 0, [None, [0, -3, 1, 0, None]]])),
+    ("result detail of 201 bytes", spec_bytes([1, 0, 0, [None, [0, -3, 1, 0, "x" * 201]]])),
+    ("result detail of 202 bytes", spec_bytes([1, 0, 0, [None, [0, -3, 1, 0, "\u00e9" * 101]]])),
+    ("result in a device group", spec_bytes([1, 0, 0, [A, [0, -3, 1, 0, ""]]])),
+    ("running of three items", spec_bytes([1, 0, 0, [None, [0, -4, "1.0"]]])),
+    ("running of five items", spec_bytes([1, 0, 0, [None, [0, -4, "1.0", None, 0]]])),
+    ("running software empty", spec_bytes([1, 0, 0, [None, [0, -4, "", None]]])),
+    ("running software of 33 bytes", spec_bytes([1, 0, 0, [None, [0, -4, "v" * 33, None]]])),
+    ("running software bytes", spec_bytes([1, 0, 0, [None, [0, -4, b"1.0", None]]])),
+    ("running config negative", spec_bytes([1, 0, 0, [None, [0, -4, "1.0", -1]]])),
+    ("running config beyond 2**40-1", spec_bytes([1, 0, 0, [None, [0, -4, "1.0", MAX_ID + 1]]])),
+    ("running config text", spec_bytes([1, 0, 0, [None, [0, -4, "1.0", "7"]]])),
+    ("running config float", spec_bytes([1, 0, 0, [None, [0, -4, "1.0", 7.0]]])),
+    ("running in a device group", spec_bytes([1, 0, 0, [A, [0, -4, "1.0", None]]])),
+    ("kiosk of five items", spec_bytes([1, 0, 0, [None, [0, -5, 0, 1, None]]])),
+    ("kiosk of seven items", spec_bytes([1, 0, 0, [None, [0, -5, 0, 1, None, "", 0]]])),
+    ("kiosk kind 7", spec_bytes([1, 0, 0, [None, [0, -5, 7, 1, None, ""]]])),
+    ("kiosk id negative", spec_bytes([1, 0, 0, [None, [0, -5, 0, -1, None, ""]]])),
+    ("kiosk id beyond 2**40-1", spec_bytes([1, 0, 0, [None, [0, -5, 0, MAX_ID + 1, None, ""]]])),
+    ("kiosk wearable of 5 bytes", spec_bytes([1, 0, 0, [None, [0, -5, 0, 1, A[:5], ""]]])),
+    ("kiosk wearable text", spec_bytes([1, 0, 0, [None, [0, -5, 0, 1, "aabbccddeeff", ""]]])),
+    ("kiosk detail of 65 bytes", spec_bytes([1, 0, 0, [None, [0, -5, 1, 1, None, "x" * 65]]])),
+    ("kiosk detail bytes", spec_bytes([1, 0, 0, [None, [0, -5, 1, 1, None, b"A1"]]])),
+    ("kiosk in a device group", spec_bytes([1, 0, 0, [A, [0, -5, 0, 1, None, ""]]])),
 ]
 
 
@@ -434,6 +593,10 @@ def test_a_well_formed_neighbour_of_each_malformed_case_decodes() -> None:
         spec_bytes([1, 0, 0, [A, [0, -1, [20, 100], -2, [-127, 0]]]]),
         spec_bytes([1, 0, 0, [None, [0, 6, 1, "frames_x", None]], [A, GOOD_RECORD]]),
         spec_bytes([1, 0, 0, [A, [0, [0, 1], 1, ["a", "b"], [1, "x", None]]]]),
+        spec_bytes([1, 0, 0, [None, [0, -3, MAX_ID, 3, "\u00e9" * 100], [0, -3, 0, 0, ""]]]),
+        spec_bytes([1, 0, 0, [None, [0, -4, "v" * 32, MAX_ID], [0, -4, "\u00e9", None]]]),
+        spec_bytes([1, 0, 0, [None, [0, 6, 1, 7, None], [0, -4, "1.0", 0]]]),
+        spec_bytes([1, 0, 0, [None, [0, -5, 2, MAX_ID, A, "x" * 64], [0, -5, 0, 0, None, ""]]]),
     ):
         decode_batch(good)
 
@@ -467,6 +630,24 @@ def test_bad_records_are_local_errors_when_encoding() -> None:
         ([Health(0, {"frames_in": 1.5})], "int or None"),
         ([Health(0, {3: 1})], "text"),
         ([Health(0, {})], "at least one counter"),
+        ([CommandResult(0, -1, 0, "")], r"command id is an int in 0\.\.2\*\*40-1"),
+        ([CommandResult(0, MAX_ID + 1, 0, "")], "command id"),
+        ([CommandResult(0, True, 0, "")], "command id"),
+        ([CommandResult(0, 1, 4, "")], "status is 0..3"),
+        ([CommandResult(0, 1, None, "")], "status is 0..3"),
+        ([CommandResult(0, 1, 0, "x" * 201)], "at most 200 bytes"),
+        ([CommandResult(0, 1, 0, "\u00e9" * 101)], "at most 200 bytes"),
+        ([CommandResult(0, 1, 0, b"ok")], "at most 200 bytes"),
+        ([CommandResult(0, 1, 0, "\ud800")], "cannot be UTF-8"),
+        ([Running(0, "", None)], "1 to 32 bytes"),
+        ([Running(0, "v" * 33, None)], "1 to 32 bytes"),
+        ([Running(0, b"1.0", None)], "1 to 32 bytes"),
+        ([Running(0, "1.0", -1)], r"config revision is None or 0\.\.2\*\*40-1"),
+        ([Running(0, "1.0", "7")], "config revision"),
+        ([KioskEvent(0, 7, 1, None, "")], "kind is 0..6"),
+        ([KioskEvent(0, 0, MAX_ID + 1, None, "")], "id is an int"),
+        ([KioskEvent(0, 0, 1, A[:5], "")], "None or 6 bytes"),
+        ([KioskEvent(0, 1, 1, None, "x" * 65)], "at most 64 bytes"),
         (
             [
                 BatchReading(A, 0, "battery", 1, "%"),

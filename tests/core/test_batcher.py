@@ -16,7 +16,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bankiot_core.batch import CLOCK_TICKS, CLOCK_UNIX_MS, BatchReading, Health, decode_batch
+from bankiot_core.batch import (
+    CLOCK_TICKS,
+    CLOCK_UNIX_MS,
+    COUNTER_NAMES,
+    BatchReading,
+    Health,
+    decode_batch,
+)
 from bankiot_core.batcher import LANE_ROUTINE, LANE_URGENT, Batcher, ReadyBatch
 from bankiot_core.errors import ConfigError
 from bankiot_core.filters import Output
@@ -116,6 +123,62 @@ def test_health_travels_routine_in_the_gateway_group() -> None:
     assert lanes_and_seqs(ready) == [(LANE_ROUTINE, 0)]
     assert records(ready[0]) == [Health(0, {"frames_in": 7, "lost_first": None})]
     assert cbor2.loads(ready[0].payload)[3][0] is None
+
+
+def test_results_leave_urgent_and_running_travels_routine_in_the_gateway_group() -> None:
+    steps = json.loads(json.dumps(scenarios.batcher_gateway_records()))
+    frames_in = COUNTER_NAMES.index("frames_in")
+    assert steps == [
+        ["t0 health", []],
+        ["t10 running", []],
+        # urgent at once, in a batch of its own: [dt, -3, id, status, detail]
+        ["t20 result", [["urgent", 0, [0, 20, [["result", 20, 41, 0, "rebooted"]]]]]],
+        # a customer's action at the kiosk: urgent too, [dt, -5, kind, id, wearable, detail]
+        ["t30 kiosk", [["urgent", 1, [0, 30, [["kiosk", 30, 0, 9, scenarios.A, ""]]]]]],
+        # refused before anything changed: the routine lane still holds its two entries
+        ["status 9", "LocalError", 2],
+        ["detail of 201 bytes", "LocalError", 2],
+        ["software empty", "LocalError", 2],
+        ["kiosk kind 7", "LocalError", 2],
+        ["kiosk wearable of 5 bytes", "LocalError", 2],
+        ["kiosk detail of 65 bytes", "LocalError", 2],
+        [
+            "t100 poll",
+            [
+                [
+                    "routine",
+                    2,
+                    [0, 0, [["health", 0, [["frames_in", 1]]], ["running", 10, "fw 1.0", 7]]],
+                ]
+            ],
+        ],
+        ["too large", []],  # a result that fits no batch of 32 bytes: dropped, counted
+        ["counters", 1],
+    ]
+    # The wire form, read by cbor2: [1, clock 0, base, [null, health, running]]
+    b = batcher(max_delay_ms=100)
+    b.add_health({"frames_in": 1}, 0)
+    b.add_running("fw 1.0", None, 10)
+    (ready,) = b.poll(100)
+    assert cbor2.loads(ready.payload) == [
+        1,
+        0,
+        0,
+        [None, [0, frames_in, 1], [10, -4, "fw 1.0", None]],
+    ]
+    (ready,) = b.add_result(2**40 - 1, 3, "", 200)
+    assert cbor2.loads(ready.payload) == [1, 0, 200, [None, [0, -3, 2**40 - 1, 3, ""]]]
+
+
+@pytest.mark.micropython
+def test_gateway_records_scenario_under_micropython_matches_cpython(micropython) -> None:
+    run = micropython.run(
+        "import json, batch_scenarios\n"
+        "print(json.dumps(batch_scenarios.batcher_gateway_records()))",
+        files={"/lib/batch_scenarios.py": SCENARIO_SOURCE},
+    ).check()
+    expected = json.loads(json.dumps(scenarios.batcher_gateway_records()))
+    assert json.loads(run.stdout) == expected
 
 
 # --- Timing: only the times passed in ----------------------------------------------------------
@@ -233,6 +296,81 @@ def test_limits_are_checked() -> None:
             Batcher(seq, **bad)
     with pytest.raises(ConfigError, match="take"):
         Batcher(object())
+
+
+# --- Vital signs in every batch -------------------------------------------------------------------
+
+VITAL_NAMES = ("heap_free", "uptime_s", "depth")
+# The largest values a counter may hold: every value takes its longest CBOR head (9 bytes).
+WORST: dict[str, int | None] = {
+    "heap_free": 2**64 - 1,
+    "uptime_s": -(2**64),
+    "depth": 2**64 - 1,
+    "other": 1,
+}
+
+
+def vitals_batcher(source: dict[str, int | None], **limits: Any) -> Batcher:
+    return batcher(vitals=lambda: dict(source), vitals_names=VITAL_NAMES, **limits)
+
+
+def healths(ready: ReadyBatch) -> list[Health]:
+    return [r for r in records(ready) if isinstance(r, Health)]
+
+
+def test_every_batch_carries_the_vitals_as_they_stand_when_it_closes() -> None:
+    source: dict[str, int | None] = {"heap_free": 80000, "uptime_s": 5, "depth": 0, "x": 9}
+    b = vitals_batcher(source, max_delay_ms=1000)
+    assert b.add(Output(A, (temp(21.5),), ()), 0) == []
+    source["uptime_s"] = 6
+    [urgent] = b.add(Output(B, (Reading("button", "press", "event"),), ()), 10)
+    source.update(uptime_s=7, depth=1)
+    [routine] = b.poll(1000)
+    # Only the names asked for; at the time the batch closed, in the gateway's group.
+    assert healths(urgent) == [Health(10, {"heap_free": 80000, "uptime_s": 6, "depth": 0})]
+    assert healths(routine) == [Health(1000, {"heap_free": 80000, "uptime_s": 7, "depth": 1})]
+    assert isinstance(records(routine)[-1], Health)  # after the readings: added as it closed
+    assert b.pending() == 0 and b.counters()["batches_routine"] == 1
+
+
+def test_a_batch_with_a_full_health_record_gets_no_second_one() -> None:
+    b = vitals_batcher(dict.fromkeys(VITAL_NAMES, 1))
+    b.add_health({"frames_in": 4, "depth": 3}, 0)
+    [ready] = b.flush()
+    assert healths(ready) == [Health(0, {"frames_in": 4, "depth": 3})]
+
+
+def test_flush_dates_the_vitals_at_the_newest_record() -> None:
+    b = vitals_batcher({"heap_free": 1, "depth": None}, max_delay_ms=60000)
+    b.add(Output(A, (temp(20.0),), ()), 100)
+    b.add(Output(A, (temp(21.0),), ()), 250)
+    [ready] = b.flush()
+    assert healths(ready) == [Health(250, {"heap_free": 1, "depth": None})]
+
+
+@pytest.mark.parametrize("max_bytes", [64, 100, 256, 960])
+def test_with_the_vitals_a_batch_still_fits_max_bytes(max_bytes: int) -> None:
+    b = vitals_batcher(WORST, max_bytes=max(max_bytes, 160), max_delay_ms=60000, max_readings=4096)
+    limit = b.max_bytes
+    ready = []
+    for i in range(200):  # frames of every size, many batches full by bytes
+        text = "x" * (i % 23)
+        ready += b.add(Output(A if i % 2 else B, (temp(i / 4), Reading("text", text, "")), ()), i)
+    ready += b.flush()
+    assert len(ready) > 3
+    assert all(len(r.payload) <= limit for r in ready)
+    assert all(len(healths(r)) == 1 and len(healths(r)[0].counters) == 3 for r in ready)
+    # The room kept is no more than the worst case needs (the vitals' dt here takes 1 byte
+    # of the 5 kept for it): batches full by bytes come close to the limit.
+    assert max(len(r.payload) for r in ready) > limit - 16
+    assert b.counters()["entries_too_large"] == 0
+
+
+def test_vitals_need_room_in_a_batch() -> None:
+    with pytest.raises(ConfigError, match="vitals"):
+        vitals_batcher(WORST, max_bytes=64)
+    plain = batcher(max_bytes=64)  # without vitals the old floor stays
+    assert plain.max_bytes == 64
 
 
 # --- One sequence space, and a store that fails ---------------------------------------------------

@@ -16,6 +16,9 @@ Checked against code that is not ours:
 from __future__ import annotations
 
 import json
+import math
+import re
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,14 @@ SECRET = bytes.fromhex("8c2f0d9e4a61b7735e1c9a0fd24b68e1")
 GATEWAY = b"gw-0042"
 TOPIC = "devices/gw-0042/down"
 MAX_SEQ = 2**40 - 1
+
+
+def single(x: float) -> float:
+    """``x`` rounded to the nearest IEEE 754 binary32, by the struct module."""
+    return struct.unpack(">f", struct.pack(">f", x))[0]
+
+
+SINGLE_0_2 = single(0.2)
 
 
 @pytest.fixture(autouse=True)
@@ -284,7 +295,7 @@ def test_encode_ack_matches_the_independent_canonical_form(
     data = downlink.encode_ack(through, seqs)
     assert data == cbor2.dumps(expected, canonical=True)
     ack = downlink.decode_message(data)
-    assert ack.through == expected[1]
+    assert isinstance(ack, downlink.Ack) and ack.through == expected[1]
     for seq in {0, 1, MAX_SEQ, *seqs, *(s + 1 for s in seqs), through or 0}:
         if seq <= MAX_SEQ:
             assert downlink.covers(ack, seq) == ref_covers(expected, seq)
@@ -315,8 +326,8 @@ MALFORMED = {
     "kind as text": cbor2.dumps(["ack", 7, []]),
     "kind 0": cbor2.dumps([0, 7, []]),
     "unknown kind 9": cbor2.dumps([9, 7, []]),
-    "config (reserved)": cbor2.dumps([2, 1, {"deadband": 5}]),
-    "command (reserved)": cbor2.dumps([3, 1, "reboot", {}]),
+    "unknown kind 6": cbor2.dumps([6, 1, {"deadband": 5}]),
+    "kind -1": cbor2.dumps([-1, 7, []]),
     "two items": cbor2.dumps([1, 7]),
     "four items": cbor2.dumps([1, 7, [], 0]),
     "nothing acknowledged": cbor2.dumps([1, None, []]),
@@ -341,6 +352,54 @@ MALFORMED = {
     "through as a bignum": bytes.fromhex("8301" + "c24107" + "80"),
     "range nested in a range": cbor2.dumps([1, None, [[[1, 2]]]]),
     "nested too deep": cbor2.dumps([1, None, [[[[1, 2]]]]]),
+    "over 4 KiB": cbor2.dumps([1, None, list(range(2, 4000, 2))]),
+    # CONFIG: [2, revision, {+ tstr => setting}]
+    "config of two items": cbor2.dumps([2, 1]),
+    "config of four items": cbor2.dumps([2, 1, {"a": 1}, 0]),
+    "config revision negative": cbor2.dumps([2, -1, {"a": 1}]),
+    "config revision true": cbor2.dumps([2, True, {"a": 1}]),
+    "config revision beyond 2**40-1": cbor2.dumps([2, MAX_SEQ + 1, {"a": 1}]),
+    "config revision float": cbor2.dumps([2, 1.0, {"a": 1}]),
+    "config settings empty": cbor2.dumps([2, 1, {}]),
+    "config settings an array": cbor2.dumps([2, 1, [["a", 1]]]),
+    "config settings null": cbor2.dumps([2, 1, None]),
+    "config key an int": cbor2.dumps([2, 1, {1: 2}]),
+    "config key bytes": cbor2.dumps([2, 1, {b"a": 1}]),
+    "config inner key an int": cbor2.dumps([2, 1, {"a": {1: 2}}]),
+    "config map in a map in a map": cbor2.dumps([2, 1, {"a": {"b": {"c": 1}}}]),
+    "config list in a list": cbor2.dumps([2, 1, {"a": [[1]]}]),
+    "config map in a list": cbor2.dumps([2, 1, {"a": [{"b": 1}]}]),
+    "config list in a list in a map": cbor2.dumps([2, 1, {"a": {"b": [[1]]}}]),
+    "config tagged value": cbor2.dumps([2, 1, {"a": cbor2.CBORTag(1, 5)}]),
+    "config bignum value": cbor2.dumps([2, 1, {"a": 2**64}]),
+    "config undefined": cbor2.dumps([2, 1, {"a": cbor2.undefined}]),
+    "config double-precision float": cbor2.dumps([2, 1, {"a": 0.2}], canonical=True),
+    "config float beyond single range": cbor2.dumps([2, 1, {"a": 1e39}], canonical=True),
+    # [2, 1, {"deadband": 5, "paired": []}]: keys not in bytewise order of their encodings
+    "config keys out of order": bytes.fromhex("830201a2" + "68" + b"deadband".hex() + "05")
+    + bytes.fromhex("66" + b"paired".hex() + "80"),
+    "config key twice": bytes.fromhex("830201a2" + "6161" + "01" + "6161" + "02"),
+    "config int not shortest": bytes.fromhex("830201a1" + "6161" + "1805"),
+    "config 0.5 in double precision": bytes.fromhex("830201a1" + "6161" + "fb3fe0000000000000"),
+    "config NaN with a payload": bytes.fromhex("830201a1" + "6161" + "f97e01"),
+    "config over 4 KiB": cbor2.dumps([2, 1, {"a": "x" * 4088}]),
+    # COMMAND: [3, id, name, {* tstr => setting}]
+    "command of three items": cbor2.dumps([3, 1, "reboot"]),
+    "command of five items": cbor2.dumps([3, 1, "reboot", {}, {}]),
+    "command id negative": cbor2.dumps([3, -1, "reboot", {}]),
+    "command id beyond 2**40-1": cbor2.dumps([3, MAX_SEQ + 1, "reboot", {}]),
+    "command id text": cbor2.dumps([3, "1", "reboot", {}]),
+    "command name empty": cbor2.dumps([3, 1, "", {}]),
+    "command name upper case": cbor2.dumps([3, 1, "Reboot", {}]),
+    "command name with a dash": cbor2.dumps([3, 1, "re-boot", {}]),
+    "command name of 33": cbor2.dumps([3, 1, "a" * 33, {}]),
+    "command name non-ASCII": cbor2.dumps([3, 1, "r\u00e9boot", {}]),
+    "command name bytes": cbor2.dumps([3, 1, b"reboot", {}]),
+    "command args null": cbor2.dumps([3, 1, "reboot", None]),
+    "command args an array": cbor2.dumps([3, 1, "reboot", []]),
+    "command args key an int": cbor2.dumps([3, 1, "reboot", {1: 1}]),
+    "command args map in a map in a map": cbor2.dumps([3, 1, "x", {"a": {"b": {"c": 1}}}]),
+    "command args nested too deep": cbor2.dumps([3, 1, "x", {"a": {"b": [[[1]]]}}]),
 }
 
 
@@ -362,13 +421,379 @@ def test_malformed_messages_are_refused_even_when_authentic(name: str) -> None:
         downlink.open_downlink(envelope, ring, window, TOPIC)
 
 
-def test_reserved_kinds_say_so() -> None:
-    with pytest.raises(DecodeError, match=r"kind 2 \(config\) is reserved"):
-        downlink.decode_message(MALFORMED["config (reserved)"])
-    with pytest.raises(DecodeError, match=r"kind 3 \(command\) is reserved"):
-        downlink.decode_message(MALFORMED["command (reserved)"])
+def test_neighbours_of_the_malformed_messages_decode() -> None:
+    # Each differs from a malformed case above in the one thing that case breaks.
+    for good in (
+        [2, MAX_SEQ, {"a": 1}],
+        [2, 0, {"a": {"b": [1, "x", None, True, b"\x00", SINGLE_0_2]}, "c": {}}],
+        [2, 1, {"a": 2**64 - 1, "b": -(2**64)}],
+        [2, 1, {"a": float("nan"), "b": float("-inf"), "c": -0.0, "d": 3.4028234663852886e38}],
+        [2, 1, {"a": "x" * 4087}],  # 4096 bytes exactly
+        [3, MAX_SEQ, "a" * 32, {}],
+        [3, 0, "set_led_2", {"a": {"b": [1]}}],
+    ):
+        data = cbor2.dumps(good, canonical=True)
+        decoded = downlink.decode_message(data)
+        assert cbor2.dumps([good[0], *decoded], canonical=True) == data
+    assert len(cbor2.dumps([2, 1, {"a": "x" * 4087}])) == downlink.MAX_MESSAGE_BYTES
+
+
+def test_unknown_kinds_say_so() -> None:
     with pytest.raises(DecodeError, match="unknown downlink kind 9"):
         downlink.decode_message(MALFORMED["unknown kind 9"])
+    with pytest.raises(DecodeError, match="unknown downlink kind 6"):
+        downlink.decode_message(MALFORMED["unknown kind 6"])
+
+
+# ---- CONFIG and COMMAND ------------------------------------------------------------------
+
+
+def ref_wire(value: Any) -> Any:
+    """What the wire carries for a setting or argument value, by the docstring's rule:
+    floats rounded to single precision (NaN stays NaN), everything else as it is."""
+    if isinstance(value, float):
+        return value if math.isnan(value) else single(value)
+    if isinstance(value, list):
+        return [ref_wire(item) for item in value]
+    if isinstance(value, dict):
+        return {key: ref_wire(item) for key, item in value.items()}
+    return value
+
+
+def ref_single_ok(x: float) -> bool:
+    try:
+        return math.isnan(x) or single(x) == x
+    except OverflowError:
+        return False
+
+
+def ref_scalar_ok(x: Any) -> bool:
+    if type(x) is int:
+        return -(2**64) <= x < 2**64
+    if type(x) is float:
+        return ref_single_ok(x)
+    return x is None or type(x) in (str, bytes, bool)
+
+
+def ref_value_ok(x: Any) -> bool:
+    return all(map(ref_scalar_ok, x)) if type(x) is list else ref_scalar_ok(x)
+
+
+def ref_map_ok(m: Any, nested: bool) -> bool:
+    return type(m) is dict and all(
+        type(k) is str
+        and (ref_value_ok(v) or (not nested and type(v) is dict and ref_map_ok(v, True)))
+        for k, v in m.items()
+    )
+
+
+def ref_message_ok(obj: Any) -> bool:
+    """Is ``obj`` (as cbor2 reads it) a config or command by the docstring's CDDL?"""
+    if type(obj) is not list or not obj or type(obj[0]) is not int:
+        return False
+    if obj[0] == 2 and len(obj) == 3:
+        revision, settings = obj[1:]
+        return (
+            type(revision) is int
+            and 0 <= revision <= MAX_SEQ
+            and bool(settings)
+            and (ref_map_ok(settings, False))
+        )
+    if obj[0] == 3 and len(obj) == 4:
+        command_id, name, args = obj[1:]
+        return (
+            type(command_id) is int
+            and 0 <= command_id <= MAX_SEQ
+            and type(name) is str
+            and re.fullmatch("[a-z0-9_]{1,32}", name, re.ASCII) is not None
+            and ref_map_ok(args, False)
+        )
+    return False
+
+
+def hx(data: bytes) -> str:
+    """The vectors spell text strings' UTF-8 in hex through this, to stay readable."""
+    return data.hex()
+
+
+@pytest.mark.parametrize(
+    ("encode", "wire"),
+    [
+        # [2, 1, {"presence": false}]
+        (
+            lambda: downlink.encode_config(1, {"presence": False}),
+            "830201a1" + "68" + hx(b"presence") + "f4",
+        ),
+        # [2, 7, {"paired": ["AA:BB:CC:DD:EE:FF"], "deadband": {"temperature": 0.2}}]:
+        # "paired" sorts first (its encoding is shorter); 0.2 as the nearest binary32
+        (
+            lambda: downlink.encode_config(
+                7, {"deadband": {"temperature": 0.2}, "paired": ["AA:BB:CC:DD:EE:FF"]}
+            ),
+            "830207a2"
+            + "66"
+            + hx(b"paired")
+            + "81"
+            + "71"
+            + hx(b"AA:BB:CC:DD:EE:FF")
+            + "68"
+            + hx(b"deadband")
+            + "a1"
+            + "6b"
+            + hx(b"temperature")
+            + "fa3e4ccccd",
+        ),
+        # [3, 5, "reboot", {}]
+        (lambda: downlink.encode_command(5, "reboot", {}), "840305" + "66" + hx(b"reboot") + "a0"),
+        # [3, 0, "x", {}]: no args is an empty map
+        (lambda: downlink.encode_command(0, "x"), "8403006178a0"),
+        # [3, 2**40-1, "set_led", {"on": true, "key": h'0102', "blink_ms": 250,
+        #  "levels": [0.5, -1]}]: keys by their encodings, 0.5 as a half float
+        (
+            lambda: downlink.encode_command(
+                MAX_SEQ,
+                "set_led",
+                {"on": True, "blink_ms": 250, "key": b"\x01\x02", "levels": (0.5, -1)},
+            ),
+            "84031b000000ffffffffff"
+            + "67"
+            + hx(b"set_led")
+            + "a4"
+            + "62"
+            + hx(b"on")
+            + "f5"
+            + "63"
+            + hx(b"key")
+            + "420102"
+            + "66"
+            + hx(b"levels")
+            + "82f9380020"
+            + "68"
+            + hx(b"blink_ms")
+            + "18fa",
+        ),
+    ],
+)
+def test_config_and_command_known_answers(encode: Any, wire: str) -> None:
+    message = encode()
+    assert message.hex() == wire
+    decoded = downlink.decode_message(message)
+    as_cbor2 = cbor2.loads(message)
+    assert ref_message_ok(as_cbor2)
+    if as_cbor2[0] == 2:
+        assert decoded == downlink.Config(as_cbor2[1], as_cbor2[2])
+    else:
+        assert decoded == downlink.Command(*as_cbor2[1:])
+
+
+KEYS = st.text(max_size=8)
+SCALAR_VALUES = st.one_of(
+    st.integers(-(2**64), 2**64 - 1),
+    st.floats(width=32),
+    st.floats(min_value=-3e38, max_value=3e38),  # rounded to single on the way
+    st.text(max_size=8),
+    st.binary(max_size=8),
+    st.booleans(),
+    st.none(),
+)
+SETTING_VALUES = st.one_of(SCALAR_VALUES, st.lists(SCALAR_VALUES, max_size=4))
+SETTINGS = st.dictionaries(
+    KEYS, st.one_of(SETTING_VALUES, st.dictionaries(KEYS, SETTING_VALUES, max_size=3)), max_size=5
+)
+NAMES = st.from_regex(r"[a-z0-9_]{1,32}", fullmatch=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    revision=st.integers(0, MAX_SEQ),
+    config=SETTINGS,
+    command_id=st.integers(0, MAX_SEQ),
+    name=NAMES,
+    args=SETTINGS,
+)
+def test_config_and_command_round_trip_as_cbor2_encodes_them(
+    revision: int, config: dict[str, Any], command_id: int, name: str, args: dict[str, Any]
+) -> None:
+    if config:
+        data = downlink.encode_config(revision, config)
+        assert data == cbor2.dumps([2, revision, ref_wire(config)], canonical=True)
+        decoded = downlink.decode_message(data)
+        assert isinstance(decoded, downlink.Config) and decoded.revision == revision
+        assert cbor2.dumps([2, revision, decoded.settings], canonical=True) == data
+    data = downlink.encode_command(command_id, name, args)
+    assert data == cbor2.dumps([3, command_id, name, ref_wire(args)], canonical=True)
+    decoded = downlink.decode_message(data)
+    assert isinstance(decoded, downlink.Command)
+    assert (decoded.id, decoded.name) == (command_id, name)
+    assert cbor2.dumps([3, command_id, name, decoded.args], canonical=True) == data
+
+
+ANY_SCALAR = st.one_of(
+    st.integers(-(2**65), 2**65),
+    st.floats(),
+    st.text(max_size=4),
+    st.binary(max_size=4),
+    st.booleans(),
+    st.none(),
+)
+ANY_VALUE = st.recursive(
+    ANY_SCALAR,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.integers(0, 3)), inner, max_size=3),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    kind=st.sampled_from([2, 3]),
+    number=st.one_of(st.integers(-2, MAX_SEQ + 2), st.booleans(), st.floats(0, 3)),
+    name=st.one_of(NAMES, st.text(max_size=34), st.just("a" * 33)),
+    body=st.one_of(st.dictionaries(st.text(max_size=4), ANY_VALUE, max_size=4), ANY_VALUE),
+    extra=st.integers(0, 2),
+)
+def test_decode_accepts_exactly_what_the_cddl_allows(
+    kind: int, number: Any, name: str, body: Any, extra: int
+) -> None:
+    obj = [kind, number, body] if kind == 2 else [kind, number, name, body]
+    obj += [0] * (extra == 2)  # now and then one item too many
+    data = cbor2.dumps(obj, canonical=True)
+    if ref_message_ok(cbor2.loads(data)) and len(data) <= downlink.MAX_MESSAGE_BYTES:
+        decoded = downlink.decode_message(data)
+        assert cbor2.dumps([kind, *decoded], canonical=True) == data
+    else:
+        with pytest.raises(DecodeError) as info:
+            downlink.decode_message(data)
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: downlink.encode_config(-1, {"a": 1}), "config revision -1 is out of range"),
+        (lambda: downlink.encode_config(MAX_SEQ + 1, {"a": 1}), "out of range"),
+        (lambda: downlink.encode_config(True, {"a": 1}), "config revision must be an int"),
+        (lambda: downlink.encode_config(1, {}), "must not be empty"),
+        (lambda: downlink.encode_config(1, [("a", 1)]), "settings must be a map, not list"),
+        (lambda: downlink.encode_config(1, {1: 2}), "key 1 is not text"),
+        (lambda: downlink.encode_config(1, {"a": {2: 2}}), "settings a: key 2 is not text"),
+        (lambda: downlink.encode_config(1, {"a": {"b": {"c": 1}}}), "one level of map"),
+        (lambda: downlink.encode_config(1, {"a": [[1]]}), "a list is not a scalar"),
+        (lambda: downlink.encode_config(1, {"a": [{}]}), "a dict is not a scalar"),
+        (lambda: downlink.encode_config(1, {"a": 2**64}), "beyond 64 bits"),
+        (lambda: downlink.encode_config(1, {"a": -(2**64) - 1}), "beyond 64 bits"),
+        (lambda: downlink.encode_config(1, {"a": 1e39}), "beyond single precision"),
+        (lambda: downlink.encode_config(1, {"a": {1, 2}}), "a set is not a scalar"),
+        (lambda: downlink.encode_config(1, {"a": "\ud800"}), "config: text cannot be encoded"),
+        (lambda: downlink.encode_config(1, {"a": "x" * 4088}), "4097 bytes is over 4096"),
+        (lambda: downlink.encode_command(1, "Reboot", {}), "command name 'Reboot' is not"),
+        (lambda: downlink.encode_command(1, "", {}), "command name '' is not"),
+        (lambda: downlink.encode_command(1, "a" * 33, {}), "is not 1 to 32"),
+        (lambda: downlink.encode_command(1, b"reboot", {}), "command name must be text"),
+        (lambda: downlink.encode_command(-1, "x", {}), "command id -1 is out of range"),
+        (lambda: downlink.encode_command(1.0, "x", {}), "command id must be an int"),
+        (lambda: downlink.encode_command(1, "x", [1]), "args must be a map, not list"),
+        (lambda: downlink.encode_command(1, "x", {"a": {"b": {}}}), "one level of map"),
+    ],
+)
+def test_encode_config_and_command_bad_arguments(call: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        call()
+    assert "\n" not in str(info.value)
+
+
+def test_an_independently_sealed_config_and_command_open_with_their_kind() -> None:
+    ring = KeyRing(GATEWAY, 1, SECRET)
+    window = ReplayWindow()
+    config = [2, 9, {"paired": ["AA:BB:CC:DD:EE:FF"], "rate_per_min": 60}]
+    command = [3, 41, "rotate_key", {"version": 2}]
+    opened = downlink.open_downlink(
+        ref_seal_down(SECRET, GATEWAY, 1, 0, config, TOPIC.encode()), ring, window, TOPIC
+    )
+    assert opened == (downlink.KIND_CONFIG, 0, 1, downlink.Config(9, config[2]))
+    opened = downlink.open_downlink(
+        ref_seal_down(SECRET, GATEWAY, 1, 1, command, TOPIC.encode()), ring, window, TOPIC
+    )
+    assert opened == (
+        downlink.KIND_COMMAND,
+        1,
+        1,
+        downlink.Command(41, "rotate_key", {"version": 2}),
+    )
+    # Ours, opened by the independent opener.
+    ours = downlink.seal_downlink(ring, 2, downlink.encode_command(42, "reboot"), TOPIC)
+    assert ref_open_down(ours, SECRET, TOPIC.encode()) == (GATEWAY, 1, 2, [3, 42, "reboot", {}])
+    assert downlink.open_downlink(ours, ring, window, TOPIC).kind == downlink.KIND_COMMAND
+
+
+# ---- running each command at most once ------------------------------------------------------
+
+
+def test_command_log_runs_each_id_once_and_forgets_the_lowest() -> None:
+    log = downlink.CommandLog(3)
+    assert log.state() == [-1] and not log.seen(0)
+    for command_id in (10, 12, 11):
+        log.record(command_id)
+    assert log.state() == [-1, 10, 11, 12]
+    log.record(11)  # again: nothing changes
+    assert log.state() == [-1, 10, 11, 12]
+    log.record(13)  # full: 10 is forgotten, and everything up to it counts as run
+    assert log.state() == [10, 11, 12, 13]
+    assert [log.seen(i) for i in (0, 9, 10, 11, 13, 14)] == [True] * 5 + [False]
+    again = downlink.CommandLog(3, log.state())  # after a reboot
+    assert again.state() == [10, 11, 12, 13] and again.seen(12) and not again.seen(14)
+    assert downlink.CommandLog(3, (5,)).state() == [5]
+
+
+@pytest.mark.parametrize(
+    ("size", "state", "message"),
+    [
+        (0, None, "size must be an int in 1..1024, not 0"),
+        (1025, None, "1..1024"),
+        (True, None, "1..1024"),
+        (3, [], "must be a list"),
+        (3, "[-1]", "must be a list"),
+        (3, [-2], "is not [floor, ascending ids]"),
+        (3, [-1, 5, 5], "is not [floor, ascending ids]"),
+        (3, [-1, 6, 5], "is not [floor, ascending ids]"),
+        (3, [7, 5], "is not [floor, ascending ids]"),
+        (3, [-1, True], "is not [floor, ascending ids]"),
+        (3, [-1, MAX_SEQ + 1], "is not [floor, ascending ids]"),
+        (2, [-1, 1, 2, 3], "more than 2 ids"),
+    ],
+)
+def test_command_log_bad_size_or_state(size: Any, state: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        downlink.CommandLog(size, state)
+
+
+def test_command_log_records_only_command_ids() -> None:
+    log = downlink.CommandLog()
+    for bad in (-1, MAX_SEQ + 1, "1", None):
+        with pytest.raises(ConfigError):
+            log.record(bad)
+    assert log.state() == [-1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(1, 6), ids=st.lists(st.integers(0, 40), max_size=30))
+def test_command_log_never_runs_an_id_twice(size: int, ids: list[int]) -> None:
+    log = downlink.CommandLog(size)
+    recorded: set[int] = set()
+    for command_id in ids:
+        if not log.seen(command_id):
+            assert command_id not in recorded  # never a second run
+            log.record(command_id)
+            recorded.add(command_id)
+        log = downlink.CommandLog(size, log.state())  # a reboot between any two
+        # The model: the ``size`` highest recorded are remembered; below the highest of the
+        # rest (forgotten), everything counts as run.
+        ranked = sorted(recorded)
+        floor = ranked[-size - 1] if len(ranked) > size else -1
+        for probe in range(42):
+            assert log.seen(probe) == (probe in recorded or probe <= floor)
 
 
 # ---- sealing and opening against the independent implementation ---------------------------
@@ -521,7 +946,7 @@ def test_apply_ack_removes_the_covered_head_at_once_and_is_idempotent() -> None:
 def test_ranges_as_wide_as_the_sequence_space_apply() -> None:
     queue = make_queue([5, MAX_SEQ - 1])
     ack = downlink.decode_message(downlink.encode_ack(None, [1, MAX_SEQ - 1, MAX_SEQ]))
-    assert ack.ranges == ((1, 1), (MAX_SEQ - 1, MAX_SEQ))
+    assert isinstance(ack, downlink.Ack) and ack.ranges == ((1, 1), (MAX_SEQ - 1, MAX_SEQ))
     assert downlink.apply_ack(queue, downlink.Ack(None, ((6, MAX_SEQ),))) == 1
     assert queue.seqs() == [5]
 
@@ -681,8 +1106,14 @@ STORY_EXPECTED: dict[str, Any] = {
         ["dl 4 on gw-8's topic", "AuthenticationError", True],
         # none of the failures burnt number 4
         ["dl 4: 19, 34, 35", "released", 3, 0, 2, [32]],
-        # authentic but not an ack this gateway understands: refused, its number used up
-        ["dl 20: a config message (reserved)", "DecodeError", True],
+        # the gateway's first configuration (settings as deterministic CBOR hex)
+        [
+            "dl 20: config 7",
+            "config",
+            7,
+            "applied",
+            cbor2.dumps({"deadband": 5}, canonical=True).hex(),
+        ],
         ["dl 20 again", "ReplayError", True],
         # window of 8 below top 20: 12 is too old although never seen; 13 is inside
         ["dl 12 late, older than the window: 32", "ReplayError", True],
@@ -690,14 +1121,32 @@ STORY_EXPECTED: dict[str, Any] = {
         ["dl 21: through 40 on an empty queue", "released", 0, 0, 2, []],
         ["retire", 1],
         ["dl 22 under retired v1: 40", "AuthenticationError", True],
+        ["dl 23: command 5", "command", 5, "set_led", "run", {"on": True}],
+        # the same command id under a new downlink number: fresh for the window, not run
+        ["dl 24: command 5 resent", "command", 5, "set_led", "already run"],
+        ["dl 23 again", "ReplayError", True],
+        # a revision not above the one running (7) is ignored
+        ["dl 25: config 6, older", "config", 6, "ignored", 7],
+        [
+            "dl 26: config 8",
+            "config",
+            8,
+            "applied",
+            # 0.2 travels as the nearest single-precision float
+            cbor2.dumps(
+                {"paired": ["gw-8"], "deadband": {"temperature": SINGLE_0_2}}, canonical=True
+            ).hex(),
+        ],
     ],
     "acked": 13,
     # dl 0 and dl 21 released nothing, and each of the 7 genuine acks applied twice
     "acks_stale": 9,
-    # accepted: dl 0, 1, 3, 2, 4, 20, 13, 21
-    "window": {"accepted": 8, "replayed": 2, "too_old": 1},
-    # top 21; of 14..21 only 20 and 21 accepted (bits 1 and 0)
-    "window state": "0000000000000015" + "03",
+    # accepted: dl 0, 1, 3, 2, 4, 20, 13, 21, 23, 24, 25, 26
+    "window": {"accepted": 12, "replayed": 3, "too_old": 1},
+    # top 26; of 19..26: 26, 25, 24, 23, 21, 20 (bits 0, 1, 2, 3, 5, 6); 22 never opened
+    "window state": "000000000000001a" + "6f",
+    "commands": [-1, 5],
+    "running": 8,
 }
 
 # Acks sealed by each interpreter and opened by the other.
@@ -756,7 +1205,89 @@ print(json.dumps(s.story(DELIVERIES)))
 print(json.dumps(s.seal_acks(CASES)))
 print(json.dumps(s.open_all(TO_OPEN)))
 print(json.dumps(s.encode_acks(ENCODE_CASES)))
+print(json.dumps(s.encode_messages(MESSAGE_CASES)))
+print(json.dumps(s.decode_messages(TO_DECODE)))
+print(json.dumps(s.command_log(LOG_STEPS, 3)))
 """
+
+# Config and command messages each interpreter encodes: the bytes cbor2 gives for the value
+# the docstring says goes on the wire, or ConfigError.
+MESSAGE_CASES: list[list[Any]] = [
+    [
+        "config",
+        7,
+        {"deadband": {"temperature": 0.2}, "paired": ["AA:BB:CC:DD:EE:FF"], "presence": True},
+    ],
+    ["config", MAX_SEQ, {"rate_per_min": 120, "x": None, "neg": -5, "big": 2**64 - 1}],
+    ["command", 5, "reboot", {}],
+    ["command", 6, "set_led", {"on": True, "levels": [0.5, 1, "x", 21.37]}],
+    ["config", 1, {}],
+    ["command", 1, "Reboot", {}],
+    ["config", -1, {"a": 1}],
+    ["config", 1, {"a": {"b": {"c": 1}}}],
+    ["config", 1, {"a": 1e39}],
+    ["config", 1, {"a": "x" * 4088}],
+]
+LOG_STEPS: list[list[Any]] = [
+    ["record", 10],
+    ["record", 12],
+    ["record", 11],
+    ["seen", 11],
+    ["record", 13],
+    ["seen", 10],
+    ["seen", 9],
+    ["seen", 14],
+    ["reboot"],
+    ["seen", 12],
+    ["record", 12],
+    ["record", 5],
+    ["record", 20],
+    ["seen", 10],
+]
+LOG_EXPECTED: list[Any] = [
+    [-1, 10],
+    [-1, 10, 12],
+    [-1, 10, 11, 12],
+    True,
+    [10, 11, 12, 13],  # room for 3: 10 forgotten, and all up to it count as run
+    True,
+    True,
+    False,
+    "rebooted",
+    True,
+    [10, 11, 12, 13],
+    [10, 11, 12, 13],  # 5 is below the floor: taken as run, not recorded
+    [11, 12, 13, 20],
+    True,
+]
+
+
+def expected_message(case: list[Any]) -> str:
+    """The bytes of a MESSAGE_CASES case by cbor2, or "ConfigError" where the docstring's
+    rules refuse it."""
+    try:
+        if case[0] == "config":
+            obj = [2, case[1], ref_wire(case[2])]
+        else:
+            obj = [3, case[1], case[2], ref_wire(case[3])]
+    except OverflowError:  # a float beyond single precision's range
+        return "ConfigError"
+    data = cbor2.dumps(obj, canonical=True)
+    if ref_message_ok(obj) and len(data) <= downlink.MAX_MESSAGE_BYTES:
+        return data.hex()
+    return "ConfigError"
+
+
+def expected_decoded(data: bytes) -> list[Any]:
+    """What ``decode_messages`` reports for ``data``, read by cbor2 and the reference checker."""
+    if len(data) > downlink.MAX_MESSAGE_BYTES:
+        return ["DecodeError"]
+    obj = cbor2.loads(data)
+    if not ref_message_ok(obj) or cbor2.dumps(obj, canonical=True) != data:
+        return ["DecodeError"]
+    if obj[0] == 2:
+        return ["config", obj[1], cbor2.dumps(obj[2], canonical=True).hex()]
+    return ["command", obj[1], obj[2], cbor2.dumps(obj[3], canonical=True).hex()]
 
 
 @pytest.mark.micropython
@@ -773,11 +1304,17 @@ def test_story_across_micropython_and_cpython(micropython: MicroPythonRunner) ->
     to_open.append([first.hex(), SECRET.hex(), "gw-0042", 1, "devices/gw-0043/down"])
     to_open.append([first.hex(), SECRET.hex(), "gw-0043", 1, TOPIC])
     to_open.append([first[:-1].hex(), SECRET.hex(), "gw-0042", 1, TOPIC])
+    config_and_commands = [name for name in MALFORMED if name.startswith(("config", "command"))]
+    to_decode = [MALFORMED[name] for name in config_and_commands]
+    to_decode += [bytes.fromhex(h) for h in map(expected_message, MESSAGE_CASES) if h[0] == "8"]
     inputs = {
         "DELIVERIES": deliveries,
         "CASES": CROSS_CASES,
         "TO_OPEN": to_open,
         "ENCODE_CASES": ENCODE_CASES,
+        "MESSAGE_CASES": MESSAGE_CASES,
+        "TO_DECODE": [data.hex() for data in to_decode],
+        "LOG_STEPS": LOG_STEPS,
     }
     code = "import json\n" + "".join(
         "%s = json.loads(%r)\n" % (name, json.dumps(value)) for name, value in inputs.items()
@@ -794,6 +1331,9 @@ def test_story_across_micropython_and_cpython(micropython: MicroPythonRunner) ->
     sealed_there = json.loads(lines[3])
     opened_there = json.loads(lines[4])
     encoded_there = json.loads(lines[5])
+    messages_there = json.loads(lines[6])
+    decoded_there = json.loads(lines[7])
+    log_there = json.loads(lines[8])
 
     # MicroPython opened CPython's acks and lived the same story.
     assert story_there == STORY_EXPECTED
@@ -823,3 +1363,15 @@ def test_story_across_micropython_and_cpython(micropython: MicroPythonRunner) ->
         else:
             expected_encoded.append(cbor2.dumps(canonical, canonical=True).hex())
     assert encoded_there == expected_encoded == scenario.encode_acks(ENCODE_CASES)
+
+    # Config and command messages: the same bytes on both, as cbor2 predicts; the same
+    # decoding (and refusals) on both, as cbor2 and the reference checker predict.
+    expected_messages = [expected_message(case) for case in MESSAGE_CASES]
+    assert expected_messages.count("ConfigError") == 6
+    assert messages_there == expected_messages == scenario.encode_messages(MESSAGE_CASES)
+    expected_decodes = [expected_decoded(data) for data in to_decode]
+    assert expected_decodes[: len(config_and_commands)] == [["DecodeError"]] * len(
+        config_and_commands
+    )
+    assert decoded_there == expected_decodes == scenario.decode_messages(inputs["TO_DECODE"])
+    assert log_there == LOG_EXPECTED == scenario.command_log(LOG_STEPS, 3)

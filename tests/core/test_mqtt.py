@@ -439,7 +439,7 @@ class Link:
             self.sock = None
         self.client.connection_lost()
 
-    def wait(self, kind: type, timeout: float = 5.0, read: bool = True) -> Any:
+    def wait(self, kind: type, timeout: float = 60.0, read: bool = True) -> Any:
         """Run the loop until an event of ``kind``; others are kept in ``events``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

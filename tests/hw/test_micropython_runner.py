@@ -99,3 +99,29 @@ def test_steps_share_globals_and_stop_at_the_failing_step(
     run = micropython.run(["x = 41", "x += 1\nprint(x)", "raise OSError(5)", "print('no')"])
     assert run.stdout.split() == ["42"]
     assert run.error is not None and run.error.type == "OSError"
+
+
+# What a board's port answers (py/mperrno.h, the POSIX numbers): the VM's file system
+# reports WASI numbers (ENOENT 44), which the runner translates as the virtual board does.
+FILE_ERRORS = """
+import errno, os
+out = []
+try:
+    open("/missing")
+except OSError as e:
+    out.append([e.errno, e.errno == errno.ENOENT])
+try:
+    os.mkdir("/lib")
+except OSError as e:
+    out.append([e.errno, e.errno == errno.EEXIST])
+try:
+    os.listdir("/lib/bankiot_core/__init__.py")
+except OSError as e:
+    out.append([e.errno])  # ENOTDIR: not in the port's errno module, 20 on a board
+print(out)
+"""
+
+
+def test_file_errors_carry_a_boards_errno(micropython: MicroPythonRunner) -> None:
+    out = micropython.run(FILE_ERRORS).check().stdout.strip()
+    assert out == "[[2, True], [17, True], [20]]"

@@ -41,6 +41,15 @@ def cloud_app(database_url: URL, tmp_path: Path) -> Iterator[APIFlask]:
 
 
 @pytest.fixture
+def sqlite_app(migrated_sqlite_url: URL, tmp_path: Path) -> Iterator[APIFlask]:
+    """The cloud app on an empty migrated SQLite database only: for the browser tests, whose
+    pages read the database as every other test does."""
+    app = make_app(migrated_sqlite_url, tmp_path / "data")
+    yield app
+    app.extensions["bankiot.db"].dispose()
+
+
+@pytest.fixture
 def client(cloud_app: APIFlask) -> FlaskClient:
     """A test client of ``cloud_app``."""
     return cloud_app.test_client()

@@ -83,7 +83,7 @@ class PrivatePostgres:
             "-w",
             "start",
         )
-        if not wait_for_port("127.0.0.1", self.port, timeout=20):
+        if not wait_for_port("127.0.0.1", self.port, timeout=60):  # a loaded machine is slow
             raise RuntimeError("private PostgreSQL did not start")
         return "postgresql+psycopg://postgres@127.0.0.1:%d/postgres" % self.port
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import socket
-from contextlib import closing
 
 import pytest
+
+from hw import ports
 
 
 def in_ci() -> bool:
@@ -26,11 +27,10 @@ def unavailable(reason: str) -> None:
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
-    """Return a port on ``host`` that was free a moment ago (TCP by default, UDP with
-    ``kind=socket.SOCK_DGRAM``)."""
-    with closing(socket.socket(socket.AF_INET, kind)) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """Return a port on ``host`` that is free now (TCP by default, UDP with
+    ``kind=socket.SOCK_DGRAM``), outside the ephemeral range and never one another xdist
+    worker can pick (``hw.ports``): a server started on it later does not find it taken."""
+    return ports.free_port(host, kind)
 
 
 def wait_for_port(host: str, port: int, timeout: float) -> bool:

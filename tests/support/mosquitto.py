@@ -29,6 +29,8 @@ import pytest
 from tests.support.environment import free_port, unavailable, wait_for_port
 from tests.support.pki import CertFiles, TestCA
 
+START_LIMIT_S = 60.0  # far above what a start needs: only a broker that never listens hits it
+
 DEFAULT_TLS_ACL = """\
 user cloud
 topic readwrite #
@@ -91,7 +93,8 @@ class MosquittoBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        if not wait_for_port(self.host, self.port, timeout=10):
+        # A generous bound: a loaded CI machine can take seconds to start a process.
+        if not wait_for_port(self.host, self.port, timeout=START_LIMIT_S):
             self.stop()
             log = self.log_path.read_text() if self.log_path.exists() else "(no log)"
             raise RuntimeError("mosquitto did not start on port %d:\n%s" % (self.port, log))

@@ -6,9 +6,16 @@ Format version 1, in CDDL (RFC 8610)::
     batch   = [version: 1, clock: 0 / 1, base: uint, + group]
     group   = device / gateway
     device  = [address: bstr .size 6, + record]      ; a device's identity address, once
-    gateway = [null, + health]                       ; the gateway's own counters
+    gateway = [null, + (health / result / running / kiosk)]  ; the gateway's own records
     record  = [dt: uint, + (key, value)]             ; one frame's readings, dt ms after base
     health  = [dt: uint, + (counter, count: int / null)]
+    result  = [dt: uint, -3, id: uint .le 1099511627775, status: 0..3,
+               detail: tstr .size (0..200)]          ; a downlink command's outcome
+    running = [dt: uint, -4, software: tstr .size (1..32),
+               config: uint .le 1099511627775 / null] ; what the gateway runs
+    kiosk   = [dt: uint, -5, kind: 0..6, id: uint .le 1099511627775,
+               wearable: bstr .size 6 / null, detail: tstr .size (0..64)]
+                                     ; a customer's action at a branch kiosk
     key     = uint                  ; METRICS[key]: (metric, unit)
             / [uint, uint]          ; METRICS[code] with "_n" appended: [2, 1] is "temperature_1"
             / [tstr, tstr]          ; any other metric and unit, spelled out
@@ -38,6 +45,28 @@ Format version 1, in CDDL (RFC 8610)::
 - Ints are within CBOR's 64-bit ranges (no bignums); a list holds scalars only; maps and
   tags appear nowhere. ``rssi`` is -127..20 dBm and ``confidence`` 0..100, as
   ``presence.PresenceEvent`` defines them.
+- The gateway's group tells its records apart by the second element: a counter (uint or
+  tstr) starts a health record, -3 a result, -4 a running record (a negative number was
+  never a counter, so a decoder that predates them refuses them: no old data changes
+  meaning). ``result`` reports what became of downlink command ``id`` (``downlink``):
+  ``status`` is ``STATUS_DONE`` (0), ``STATUS_FAILED`` (1), ``STATUS_REFUSED`` (2: unknown
+  command or bad arguments) or ``STATUS_ACCEPTED`` (3: under way, such as an update
+  downloading; a later result follows under the same id), ``detail`` a short UTF-8 text
+  (``clip_detail`` cuts one to size). ``running`` says what the gateway runs: its
+  ``software`` version and the revision of the downlink CONFIG it runs (null: none yet),
+  sent at start and after every change. ``kiosk`` is what a customer did at the
+  gateway's kiosk screen (``edge.kiosk``): ``kind`` ``KIOSK_CHECKIN`` (0, checked in with
+  the paired ``wearable``, its identity address), ``KIOSK_TICKET`` (1, took queue ticket
+  ``detail`` such as "A042", for the checked-in wearable or null for a walk-in) or
+  ``KIOSK_REQUEST`` (2, asked for service ``detail``) or ``KIOSK_PAIRING`` (3, showed the
+  wearable pairing code ``detail``, 8 characters of Crockford base32 such as "7KQ2M9XD", to
+  a customer who asked; no ``wearable``: the customer enters the code on the bank's
+  customer page, signed in, with the wearable's details), or what became of an offer
+  (``downlink`` OFFERS) the checked-in ``wearable``'s customer asked to see:
+  ``KIOSK_OFFER_SHOWN`` (4, on screen), ``KIOSK_OFFER_ACCEPTED`` (5) or
+  ``KIOSK_OFFER_DECLINED`` (6), ``detail`` the offer's id in decimal ("17"); ``id``
+  numbers the kiosk's events (unique per gateway, never reused), so the cloud can tell one
+  event from another however often a batch is resent.
 
 ``decode_batch`` accepts exactly this and raises ``DecodeError`` (with a one-line message)
 for anything else, including trailing bytes and unknown versions. ``encode_batch`` builds a
@@ -46,8 +75,11 @@ two-lane ``batcher`` fills, and knows the exact encoded size as it grows.
 
 Decoded records, in group order then record order (a record's readings and presence events
 in wire order): ``BatchReading(address, at_ms, metric, value, unit)``,
-``presence.PresenceEvent(kind, address, at_ms, rssi, confidence)`` and
-``Health(at_ms, counters)`` (a dict of name -> int or None).
+``presence.PresenceEvent(kind, address, at_ms, rssi, confidence)``,
+``Health(at_ms, counters)`` (a dict of name -> int or None),
+``CommandResult(at_ms, id, status, detail)``, ``Running(at_ms, software,
+config_revision)`` and ``KioskEvent(at_ms, kind, id, wearable, detail)`` (the gateway's
+records, in their group's order).
 """
 
 from collections import namedtuple
@@ -63,12 +95,56 @@ CLOCK_TICKS = const(0)
 CLOCK_UNIX_MS = const(1)
 KEY_ENTER = const(-1)
 KEY_LEAVE = const(-2)
+KEY_RESULT = const(-3)
+KEY_RUNNING = const(-4)
+KEY_KIOSK = const(-5)
+
+STATUS_DONE = const(0)
+STATUS_FAILED = const(1)
+STATUS_REFUSED = const(2)
+STATUS_ACCEPTED = const(3)
+STATUS_NAMES = ("done", "failed", "refused", "accepted")  # by code
+MAX_DETAIL_BYTES = const(200)
+MAX_KIOSK_DETAIL_BYTES = const(64)
+MAX_SOFTWARE_BYTES = const(32)
+MAX_ID = 0xFFFFFFFFFF  # 2**40 - 1, downlink.MAX_SEQ (not const(): no small int on boards)
 
 BatchReading = namedtuple("BatchReading", ("address", "at_ms", "metric", "value", "unit"))
 """One reading of a device at ``at_ms`` (the batch's clock)."""
 
 Health = namedtuple("Health", ("at_ms", "counters"))
 """The gateway's counters at ``at_ms``: a dict of name -> int (or None: not applicable)."""
+
+CommandResult = namedtuple("CommandResult", ("at_ms", "id", "status", "detail"))
+"""What became of downlink command ``id`` at ``at_ms``: ``status`` (a ``STATUS_*`` code)
+and ``detail`` (text, at most ``MAX_DETAIL_BYTES`` of UTF-8)."""
+
+Running = namedtuple("Running", ("at_ms", "software", "config_revision"))
+"""What the gateway runs at ``at_ms``: its ``software`` version (text) and the downlink
+CONFIG revision (int, or None before its first configuration)."""
+
+KIOSK_CHECKIN = const(0)
+KIOSK_TICKET = const(1)
+KIOSK_REQUEST = const(2)
+KIOSK_PAIRING = const(3)
+KIOSK_OFFER_SHOWN = const(4)
+KIOSK_OFFER_ACCEPTED = const(5)
+KIOSK_OFFER_DECLINED = const(6)
+KIOSK_KINDS = (
+    "checkin",
+    "ticket",
+    "request",
+    "pairing",
+    "offer_shown",
+    "offer_accepted",
+    "offer_declined",
+)
+
+KioskEvent = namedtuple("KioskEvent", ("at_ms", "kind", "id", "wearable", "detail"))
+"""A customer's action at the gateway's kiosk at ``at_ms``: ``kind`` (a ``KIOSK_*`` code),
+the kiosk's event number ``id``, the ``wearable`` it concerns (6-byte identity address, or
+None) and ``detail`` (the ticket, the service, the pairing code or the offer's id: text of at most
+``MAX_KIOSK_DETAIL_BYTES``)."""
 
 Batch = namedtuple("Batch", ("clock", "base_ms", "records"))
 """What ``decode_batch`` returns: the clock of the times, the time base in ms (for clock 1,
@@ -350,6 +426,82 @@ def counter_pairs(counters, out):
     return out
 
 
+def _utf8_len(text):
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeError:
+        raise LocalError("text %r cannot be UTF-8 (a lone surrogate?)" % (text,)) from None
+
+
+def result_fields(command_id, status, detail, out):
+    """Append a result's ``-3, id, status, detail`` to ``out`` (a wire record ``[dt]``).
+    LocalError for an id beyond 2**40-1, an unknown status or a detail over 200 bytes."""
+    if type(command_id) is not int or not 0 <= command_id <= MAX_ID:
+        raise LocalError("a command id is an int in 0..2**40-1, got %r" % (command_id,))
+    if type(status) is not int or not 0 <= status < len(STATUS_NAMES):
+        raise LocalError("a result status is 0..%d, got %r" % (len(STATUS_NAMES) - 1, status))
+    if type(detail) is not str or _utf8_len(detail) > MAX_DETAIL_BYTES:
+        raise LocalError("a result detail is text of at most %d bytes" % MAX_DETAIL_BYTES)
+    out.append(KEY_RESULT)
+    out.append(command_id)
+    out.append(status)
+    out.append(detail)
+    return out
+
+
+def running_fields(software, config_revision, out):
+    """Append a running record's ``-4, software, config`` to ``out`` (a wire record
+    ``[dt]``). LocalError for software not 1..32 bytes of text, or a revision that is
+    neither None nor an int in 0..2**40-1."""
+    if type(software) is not str or not 0 < _utf8_len(software) <= MAX_SOFTWARE_BYTES:
+        raise LocalError(
+            "a software version is text of 1 to %d bytes, got %r" % (MAX_SOFTWARE_BYTES, software)
+        )
+    if config_revision is not None and (
+        type(config_revision) is not int or not 0 <= config_revision <= MAX_ID
+    ):
+        raise LocalError("a config revision is None or 0..2**40-1, got %r" % (config_revision,))
+    out.append(KEY_RUNNING)
+    out.append(software)
+    out.append(config_revision)
+    return out
+
+
+def kiosk_fields(kind, event_id, wearable, detail, out):
+    """Append a kiosk record's ``-5, kind, id, wearable, detail`` to ``out`` (a wire record
+    ``[dt]``). LocalError for an unknown kind, an id beyond 2**40-1, a wearable that is
+    neither None nor 6 bytes, or a detail over 64 bytes."""
+    if type(kind) is not int or not 0 <= kind < len(KIOSK_KINDS):
+        raise LocalError("a kiosk event kind is 0..%d, got %r" % (len(KIOSK_KINDS) - 1, kind))
+    if type(event_id) is not int or not 0 <= event_id <= MAX_ID:
+        raise LocalError("a kiosk event id is an int in 0..2**40-1, got %r" % (event_id,))
+    if wearable is not None and (type(wearable) is not bytes or len(wearable) != 6):
+        raise LocalError("a kiosk event's wearable is None or 6 bytes, got %r" % (wearable,))
+    if type(detail) is not str or _utf8_len(detail) > MAX_KIOSK_DETAIL_BYTES:
+        limit = MAX_KIOSK_DETAIL_BYTES
+        raise LocalError("a kiosk event detail is text of at most %d bytes" % limit)
+    out.append(KEY_KIOSK)
+    out.append(kind)
+    out.append(event_id)
+    out.append(wearable)
+    out.append(detail)
+    return out
+
+
+def clip_detail(text):
+    """``text`` cut to at most ``MAX_DETAIL_BYTES`` of UTF-8 on a character boundary: for
+    a result's detail taken from an error message of unknown length."""
+    if type(text) is not str:
+        raise LocalError("a detail is text, got %r" % (text,))
+    raw = text.encode("utf-8")
+    if len(raw) <= MAX_DETAIL_BYTES:
+        return text
+    end = MAX_DETAIL_BYTES
+    while raw[end] & 0xC0 == 0x80:  # a continuation byte: the character started earlier
+        end -= 1
+    return raw[:end].decode("utf-8")
+
+
 def _head_len(n):
     """Bytes of a CBOR head whose argument is ``n`` (RFC 8949 3: 1, 2, 3, 5 or 9)."""
     if n < 24:
@@ -368,14 +520,26 @@ def record_size(record):
     return len(dumps(record))
 
 
+def health_bound(names):
+    """The largest encoded size of a health record holding the counters ``names`` (each
+    an int within 64 bits, or None) at any ``dt`` up to ``MAX_DURATION_MS``: the room a
+    batch keeps for one."""
+    size = _head_len(1 + 2 * len(names)) + _head_len(MAX_DURATION_MS)
+    for name in names:
+        code = _COUNTER_CODES.get(name)
+        size += len(dumps(name if code is None else code)) + 9  # a value's head: 9 at most
+    return size
+
+
 class BatchBuilder:
     """One batch being filled: groups in order of first appearance, and its exact size.
 
     ``clock`` is ``CLOCK_TICKS`` or ``CLOCK_UNIX_MS``, ``base_ms`` the time records count
     from (for ``CLOCK_UNIX_MS`` a whole second: a multiple of 1000).
     ``add(address, record, size, entries)`` appends a wire record (``[dt, key, value ...]``,
-    built with ``reading_pairs``/``event_pair``/``counter_pairs``) to the group of
-    ``address`` (6 bytes, or None for the gateway's health); ``size`` is its
+    built with ``reading_pairs``/``event_pair``/``counter_pairs``, or ``[dt, -3, ...]`` and
+    ``[dt, -4, ...]`` built with ``result_fields``/``running_fields``) to the group of
+    ``address`` (6 bytes, or None for the gateway's own records); ``size`` is its
     ``record_size``; ``entries`` what it counts towards a batch's limit. ``cost`` says how
     many bytes adding it would take; ``size`` is always ``len(payload())``.
     """
@@ -431,14 +595,15 @@ class BatchBuilder:
 
 
 def encode_batch(records, clock=CLOCK_TICKS, base_ms=None):
-    """Encode ``BatchReading``, ``PresenceEvent`` and ``Health`` records as a batch (bytes).
+    """Encode ``BatchReading``, ``PresenceEvent``, ``Health``, ``CommandResult``,
+    ``Running`` and ``KioskEvent`` records as a batch (bytes).
 
     ``base_ms`` defaults to the earliest ``at_ms`` (for ``CLOCK_UNIX_MS``, rounded down to a
     whole second); every record must be within ``MAX_DURATION_MS`` after it. Readings and
     presence events of one device at one time share a wire record when they follow each other
-    in that device's records; each ``Health`` is a record of its own. ``decode_batch`` gives
-    the records back grouped by device (in order of first appearance, the gateway's health
-    where it first appears).
+    in that device's records; each gateway record (health, result, running) is a record of
+    its own. ``decode_batch`` gives the records back grouped by device (in order of first
+    appearance, the gateway's records where the first of them appears).
     """
     if not records:
         raise LocalError("a batch needs at least one record")
@@ -462,6 +627,16 @@ def encode_batch(records, clock=CLOCK_TICKS, base_ms=None):
             if not record[1]:
                 raise LocalError("a health record needs at least one counter")
             pending.append((None, counter_pairs(record[1], [dt]), 1))
+            continue
+        if t is CommandResult:
+            pending.append((None, result_fields(record[1], record[2], record[3], [dt]), 1))
+            continue
+        if t is Running:
+            pending.append((None, running_fields(record[1], record[2], [dt]), 1))
+            continue
+        if t is KioskEvent:
+            fields = kiosk_fields(record[1], record[2], record[3], record[4], [dt])
+            pending.append((None, fields, 1))
             continue
         address = record[0] if t is BatchReading else record[1]
         open_record = last.get(address)
@@ -488,7 +663,7 @@ def _time_of(record):
         return record[1]
     if t is PresenceEvent:
         return record[2]
-    if t is Health:
+    if t is Health or t is CommandResult or t is Running or t is KioskEvent:
         return record[0]
     raise LocalError("cannot batch a %s" % t.__name__)
 
@@ -580,6 +755,55 @@ def _decode_health(record, at, where):
     return Health(at, counters)
 
 
+def _text(value, low, high, what, where):
+    if type(value) is not str:
+        raise _error("%s is not text" % what, where)
+    size = len(value.encode("utf-8"))  # valid UTF-8: the CBOR decoder checked it
+    if not low <= size <= high:
+        raise _error("%s is not %d..%d bytes" % (what, low, high), where)
+    return value
+
+
+def _decode_gateway(record, at, where):
+    """A gateway record: health, or by its negative second element a result, running or
+    kiosk record."""
+    key = record[1]
+    if type(key) is not int or key >= 0:
+        if not len(record) & 1:
+            raise _error("record is not [dt, + (counter, count)]", where)
+        return _decode_health(record, at, where)
+    if key == KEY_RESULT:
+        if len(record) != 5:
+            raise _error("result is not [dt, -3, id, status, detail]", where)
+        if not _uint(record[2], MAX_ID):
+            raise _error("result id %r is not 0..2**40-1" % (record[2],), where)
+        if not _uint(record[3], len(STATUS_NAMES) - 1):
+            raise _error("result status %r is unknown" % (record[3],), where)
+        detail = _text(record[4], 0, MAX_DETAIL_BYTES, "result detail", where)
+        return CommandResult(at, record[2], record[3], detail)
+    if key == KEY_RUNNING:
+        if len(record) != 4:
+            raise _error("running is not [dt, -4, software, config]", where)
+        software = _text(record[2], 1, MAX_SOFTWARE_BYTES, "running software", where)
+        revision = record[3]
+        if revision is not None and not _uint(revision, MAX_ID):
+            raise _error("running config %r is not 0..2**40-1 or null" % (revision,), where)
+        return Running(at, software, revision)
+    if key == KEY_KIOSK:
+        if len(record) != 6:
+            raise _error("kiosk is not [dt, -5, kind, id, wearable, detail]", where)
+        if not _uint(record[2], len(KIOSK_KINDS) - 1):
+            raise _error("kiosk kind %r is unknown" % (record[2],), where)
+        if not _uint(record[3], MAX_ID):
+            raise _error("kiosk id %r is not 0..2**40-1" % (record[3],), where)
+        wearable = record[4]
+        if wearable is not None and (type(wearable) is not bytes or len(wearable) != 6):
+            raise _error("kiosk wearable is not 6 bytes or null", where)
+        detail = _text(record[5], 0, MAX_KIOSK_DETAIL_BYTES, "kiosk detail", where)
+        return KioskEvent(at, record[2], record[3], wearable, detail)
+    raise _error("has an unknown gateway record %d" % key, where)
+
+
 def decode_batch(data):
     """Decode and validate a batch; return ``Batch(clock, base_ms, records)``.
 
@@ -614,14 +838,16 @@ def decode_batch(data):
         for r in range(1, len(group)):
             record = group[r]
             where = (g - 3, r - 1)
-            if type(record) is not list or len(record) < 3 or not len(record) & 1:
+            if type(record) is not list or len(record) < 3:
+                raise _error("record is not [dt, + (key, value)]", where)
+            if address is not None and not len(record) & 1:
                 raise _error("record is not [dt, + (key, value)]", where)
             dt = record[0]
             if not _uint(dt, MAX_DURATION_MS):
                 raise _error("dt %r is not 0..%d" % (dt, MAX_DURATION_MS), where)
             at = base + dt
             if address is None:
-                records.append(_decode_health(record, at, where))
+                records.append(_decode_gateway(record, at, where))
                 continue
             for i in range(1, len(record), 2):
                 key = record[i]

@@ -20,11 +20,20 @@ Two lanes, one sequence space (both take from the same ``SequenceNumbers``):
   oldest entry has waited ``max_delay_ms``. ``add`` and ``poll`` return it when due;
   ``due_in`` says how long the driver may sleep before calling ``poll``.
 
-An entry is a reading, a presence event or a health record (``add_health``: the gateway's
-counters, loss counts included, which travel routine in the gateway's group). A frame that
+An entry is a reading, a presence event or one of the gateway's own records, which travel
+in the gateway's group: a health record (``add_health``: the gateway's counters, loss counts
+included; routine), a command's result (``add_result``: urgent, someone is waiting for it)
+or what the gateway runs (``add_running``: software version and config revision; routine).
+A frame that
 does not fit in the room left closes the batch and starts the next one; a frame too large
 for an empty batch is split into one record per entry, and an entry that alone does not
 fit ``max_bytes`` is dropped and counted (``entries_too_large``), never silently.
+
+Vital signs in every batch (``vitals``, a function returning the gateway's counters, and
+``vitals_names``, the ones to carry): as it closes, every batch gets a health record of
+those counters at that moment, unless it already holds a full one (``add_health``). Its
+room is kept free from the start (``batch.health_bound``: the largest such record could
+take), so a batch with it still fits ``max_bytes``; it counts as no entry.
 
 Times in a batch: while the driver has not told the batcher the wall-clock time
 (``set_clock``), batches carry the gateway's ticks (``batch.CLOCK_TICKS``); after, Unix
@@ -48,8 +57,12 @@ from bankiot_core.batch import (
     BatchBuilder,
     counter_pairs,
     event_pair,
+    health_bound,
+    kiosk_fields,
     reading_pairs,
     record_size,
+    result_fields,
+    running_fields,
 )
 from bankiot_core.decoded import EVENT_UNIT
 from bankiot_core.errors import ConfigError, LocalError
@@ -83,6 +96,9 @@ _MIN_BYTES = const(32)
 _MAX_BYTES = const(0x10000)
 _MAX_READINGS = const(4096)
 _CLOCK_STEP_MS = const(86400000)  # move the wall-clock reference forward once a day
+# Beside the vitals record itself, a batch may grow by: the top array's head (2), the
+# gateway group's head and its null (2), or that group's head (2) if it exists already.
+_VITALS_SLACK = const(4)
 
 
 class _Lane:
@@ -94,6 +110,8 @@ class _Lane:
         self.builder = None
         self.opened = 0
         self.offset = 0  # ms from the batch's base to ``opened`` (a Unix base is a second)
+        self.last = 0  # dt of the newest record
+        self.health = False  # the open batch holds a full health record
 
     def waiting(self):
         """Entries in the open batch."""
@@ -112,7 +130,9 @@ class Batcher:
     (``sequence.SequenceNumbers``). Limits: ``max_readings`` entries and ``max_bytes`` bytes
     of plaintext per batch, ``max_delay_ms`` of waiting in the routine lane (0 sends every
     frame at once). ``urgent_metrics``: metric names whose raised value is an alarm.
-    Raises ConfigError for a limit out of range.
+    ``vitals`` (a function returning a dict of counters, or None) and ``vitals_names``:
+    the health record every batch carries (module docstring). Raises ConfigError for a
+    limit out of range, or a ``max_bytes`` that leaves the vitals too little room.
     """
 
     def __init__(
@@ -122,6 +142,8 @@ class Batcher:
         max_bytes=DEFAULT_MAX_BYTES,
         max_delay_ms=DEFAULT_MAX_DELAY_MS,
         urgent_metrics=URGENT_METRICS,
+        vitals=None,
+        vitals_names=(),
     ):
         _check_int("max_readings", max_readings, 1, _MAX_READINGS)
         _check_int("max_bytes", max_bytes, _MIN_BYTES, _MAX_BYTES)
@@ -138,6 +160,16 @@ class Batcher:
         self.max_delay_ms = max_delay_ms
         self._sequence = sequence
         self._urgent_metrics = urgent
+        self._vitals = vitals
+        self._vitals_names = tuple(vitals_names)
+        self._reserve = 0
+        if vitals is not None:
+            self._reserve = health_bound(self._vitals_names) + _VITALS_SLACK
+            if max_bytes < 2 * self._reserve:
+                raise ConfigError(
+                    "max_bytes %d leaves too little room beside the vitals (%d bytes)"
+                    % (max_bytes, self._reserve)
+                )
         self._urgent = _Lane(LANE_URGENT, "batches_urgent")
         self._routine = _Lane(LANE_ROUTINE, "batches_routine")
         self._clock_tick = None  # the tick ...
@@ -193,7 +225,44 @@ class Batcher:
         now = self._tick(now_ms, ready)
         pairs = counter_pairs(counters, [])
         if pairs:
-            self._put(self._routine, None, now, pairs, 1, ready)
+            lane = self._routine
+            self._put(lane, None, now, pairs, 1, ready)
+            if lane.waiting():
+                lane.health = True
+        self._finish(now, ready)
+        return ready
+
+    def add_result(self, command_id, status, detail, now_ms):
+        """Add what became of downlink command ``command_id``: ``status`` (a
+        ``batch.STATUS_*`` code) and ``detail`` (text of at most 200 bytes, see
+        ``batch.clip_detail``). Urgent; one entry. Returns ready batches. LocalError for
+        values the wire cannot carry (``batch.result_fields``), before anything changes."""
+        fields = result_fields(command_id, status, detail, [])
+        ready = []
+        now = self._tick(now_ms, ready)
+        self._put(self._urgent, None, now, fields, 1, ready)
+        self._finish(now, ready)
+        return ready
+
+    def add_running(self, software, config_revision, now_ms):
+        """Add what the gateway runs: its ``software`` version (text of 1 to 32 bytes) and
+        the downlink CONFIG revision it runs (None: none yet). Routine; one entry. Returns
+        ready batches. LocalError for values the wire cannot carry, before anything changes."""
+        fields = running_fields(software, config_revision, [])
+        ready = []
+        now = self._tick(now_ms, ready)
+        self._put(self._routine, None, now, fields, 1, ready)
+        self._finish(now, ready)
+        return ready
+
+    def add_kiosk(self, kind, event_id, wearable, detail, now_ms):
+        """Add a customer's action at the kiosk (``batch.KioskEvent``'s fields). Urgent: a
+        check-in is awaited at the counter; one entry. Returns ready batches. LocalError for
+        values the wire cannot carry (``batch.kiosk_fields``), before anything changes."""
+        fields = kiosk_fields(kind, event_id, wearable, detail, [])
+        ready = []
+        now = self._tick(now_ms, ready)
+        self._put(self._urgent, None, now, fields, 1, ready)
         self._finish(now, ready)
         return ready
 
@@ -216,8 +285,8 @@ class Batcher:
     def flush(self):
         """Every batch still open, ready now (before a planned shutdown)."""
         ready = []
-        self._emit(self._urgent, ready)
-        self._emit(self._routine, ready)
+        self._emit(self._urgent, ready, None)
+        self._emit(self._routine, ready, None)
         return ready
 
     def set_clock(self, now_ms, unix_ms):
@@ -238,6 +307,13 @@ class Batcher:
 
     # ---- inside ----------------------------------------------------------------------------
 
+    def _pick_vitals(self, counters):
+        out = {}
+        for name in self._vitals_names:
+            if name in counters:
+                out[name] = counters[name]
+        return out
+
     def _is_urgent(self, readings):
         urgent = self._urgent_metrics
         for reading in readings:
@@ -253,21 +329,21 @@ class Batcher:
             if step >= _CLOCK_STEP_MS:
                 self._clock_tick = now
                 self._clock_unix += step
-        self._emit(self._urgent, ready)  # left open only when taking a number failed
+        self._emit(self._urgent, ready, now)  # left open only when taking a number failed
         lane = self._routine
         if lane.waiting() and elapsed(now, lane.opened) >= self.max_delay_ms:
-            self._emit(lane, ready)
+            self._emit(lane, ready, now)
         return now
 
     def _finish(self, now, ready):
         """After an addition: urgent leaves now; routine if full by count or due."""
-        self._emit(self._urgent, ready)
+        self._emit(self._urgent, ready, now)
         lane = self._routine
         waiting = lane.waiting()
         if waiting and (
             waiting >= self.max_readings or elapsed(now, lane.opened) >= self.max_delay_ms
         ):
-            self._emit(lane, ready)
+            self._emit(lane, ready, now)
 
     def _open(self, lane, now):
         if self._clock_tick is None:
@@ -279,6 +355,7 @@ class Batcher:
             builder = BatchBuilder(CLOCK_UNIX_MS, unix - lane.offset)
         lane.builder = builder
         lane.opened = now
+        lane.health = False
         return builder
 
     def _put(self, lane, address, now, pairs, n, ready):
@@ -298,31 +375,44 @@ class Batcher:
         builder = lane.builder
         if builder is None or not builder.entries:
             builder = self._open(lane, now)
+        limit = self.max_bytes - self._reserve  # the vitals' room stays free
         record = [elapsed(now, lane.opened) + lane.offset]
         record.extend(pairs)
         size = record_size(record)
         fits = builder.entries + n <= self.max_readings
-        if fits and builder.size + builder.cost(address, size) <= self.max_bytes:
+        if fits and builder.size + builder.cost(address, size) <= limit:
             builder.add(address, record, size, n)
+            lane.last = record[0]
             return True
         if not builder.entries:
             return False
-        self._emit(lane, ready)
+        self._emit(lane, ready, now)
         builder = self._open(lane, now)
         record[0] = lane.offset
         size = record_size(record)
-        if n <= self.max_readings and builder.size + builder.cost(address, size) <= self.max_bytes:
+        if n <= self.max_readings and builder.size + builder.cost(address, size) <= limit:
             builder.add(address, record, size, n)
+            lane.last = record[0]
             return True
         return False
 
-    def _emit(self, lane, ready):
-        """Close the lane's batch, if it has anything, and append it to ``ready``."""
+    def _emit(self, lane, ready, now):
+        """Close the lane's batch, if it has anything, and append it to ``ready``. ``now``
+        is the tick it closes at (None: at its newest record), the vitals' time."""
         builder = lane.builder
         if builder is None or not builder.entries:
             return
-        payload = builder.payload()
+        vitals = None
+        source = self._vitals
+        if source is not None and not lane.health:
+            dt = lane.last if now is None else elapsed(now, lane.opened) + lane.offset
+            if dt > MAX_DURATION_MS:  # not called for days: the newest record's time
+                dt = lane.last
+            vitals = counter_pairs(self._pick_vitals(source()), [dt])  # checked before a number
         seq = self._sequence.take()  # may raise: then the batch stays open
+        if vitals is not None and len(vitals) > 1:
+            builder.add(None, vitals, record_size(vitals), 0)
+        payload = builder.payload()
         lane.builder = None
         self._counts[lane.counter] += 1
         ready.append(ReadyBatch(lane.name, seq, payload))

@@ -1,4 +1,4 @@
-"""CoAP (RFC 7252) client protocol with Block1 (RFC 7959), sans-I/O.
+"""CoAP (RFC 7252) client protocol with Block1 and Block2 (RFC 7959), sans-I/O.
 
 The gateway firmware posts sealed batches to the cloud over CoAP. This module is the whole
 protocol and none of the I/O: the driver owns the UDP socket and the clock, and talks to one
@@ -43,7 +43,7 @@ What the client does, with the RFC's section:
   new CON message, wrapping.
 - Tokens (5.3.1): passed to ``request`` (random bytes from the driver), or else a
   ``token_length``-byte counter that starts at a random value. One token covers all blocks
-  of a Block1 transfer.
+  of a Block1 and Block2 transfer.
 - Options (5.10): Uri-Host (from ``host``), Uri-Path (from ``path``), Content-Format, and any
   extra ``(number, value bytes)`` pairs; encoded in ascending order, repeated options
   keeping their order.
@@ -58,8 +58,22 @@ What the client does, with the RFC's section:
   whose Block1 names another block than the one in flight is stale (a delayed duplicate)
   and is ignored.
 
-Not here: Block2 (a response body in blocks) is not followed; such a response comes out as
-it arrived, its Block2 option among its options. The cloud's answers are small.
+- Block2 (RFC 7959 2.4, 2.5, 3.3): a success response whose Block2 says more blocks follow
+  is fetched whole: the client asks for the next block with the same method and options, no
+  payload, Block2 ``num/0/SZX`` (a new CON with a new Message ID, the same token), until a
+  block says it is the last; then the whole body is one ``Response``. The size is the
+  server's, or ``block_size`` if that is smaller (late negotiation, 2.4: the block number is
+  recomputed so the byte offset continues). Every block must continue at the byte offset
+  reached, be a whole block when more follow, and carry the first block's ETag (none if it
+  had none), or the exchange ends with ``GiveUp(token, "block2")`` (the resource changed
+  between blocks, or the server mixed two transfers); a body longer than
+  ``max_response_bytes`` (announced in Size2, or reached) ends with ``GiveUp(token,
+  "too_large")``. An error response to a later block (4.08 Request Entity Incomplete when
+  the server forgot the body) is the answer. The ``Response``'s options are the first
+  block's, without Block2; a separate response whose Block2 names another block than the
+  one asked for is stale and ignored. This is how a gateway gets a response that does not
+  fit in one datagram: the cloud's answer to a batch carries the gateway's due configuration
+  and commands (``cloud.ingest.coap_server``).
 
 Requests in flight are capped at ``nstart`` (RFC 7252 4.7, default 1): ``request`` raises
 ``LocalError`` when the cap is reached. Times are ``ticks`` (wrapping milliseconds).
@@ -156,8 +170,9 @@ ended it). ``options`` as in ``Message``."""
 
 GiveUp = namedtuple("GiveUp", ("token", "reason"))
 """A request that ended without an answer: ``reason`` is ``"no_ack"`` (retransmissions
-exhausted), ``"no_response"`` (acknowledged, but no separate response in time) or
-``"reset"`` (the server answered with RST)."""
+exhausted), ``"no_response"`` (acknowledged, but no separate response in time),
+``"reset"`` (the server answered with RST), ``"block2"`` (the blocks of a response did not
+fit together) or ``"too_large"`` (a response over ``max_response_bytes``)."""
 
 COUNTERS = (
     "datagrams_in",
@@ -405,6 +420,10 @@ class _Exchange:
         self.since = 0  # tick of the last (re)transmission or of the empty ACK
         self.timeout = 0
         self.retransmits = 0
+        self.b2_szx = None  # None: no Block2 transfer; else the size asked for next
+        self.b2_body = None  # the response body received so far (a bytearray)
+        self.b2_first = None  # the first block's (code, options without Block2)
+        self.b2_etag = None
 
 
 class CoapClient:
@@ -412,7 +431,8 @@ class CoapClient:
 
     ``rand(bits)`` returns a random int below ``2 ** bits`` (``random.getrandbits``; at most
     32 bits are asked for). Parameters default to RFC 7252's; ``block_size`` (16 to 1024,
-    a power of two) is the largest Block1 block this client sends.
+    a power of two) is the largest block this client sends (Block1) or asks for (Block2);
+    ``max_response_bytes`` bounds a response body fetched in blocks (the RAM it takes).
     """
 
     def __init__(
@@ -427,6 +447,7 @@ class CoapClient:
         max_retransmit=MAX_RETRANSMIT,
         response_timeout_ms=MAX_TRANSMIT_WAIT_MS,
         nstart=1,
+        max_response_bytes=16384,
     ):
         if not 1 <= token_length <= 4:
             raise LocalError("counter token length must be 1..4 bytes, not %r" % (token_length,))
@@ -448,6 +469,7 @@ class CoapClient:
         self._max_retransmit = max_retransmit
         self._response_timeout = response_timeout_ms
         self._nstart = nstart
+        self._max_response = max_response_bytes
         self._exchanges = {}  # token -> _Exchange
         self._recent = [-1] * _RECENT  # Message IDs of CON responses acknowledged
         self._recent_at = 0
@@ -495,8 +517,8 @@ class CoapClient:
         if content_format is not None:
             opts.append((CONTENT_FORMAT, uint_bytes(content_format)))
         for number, value in options:
-            if number == BLOCK1:
-                raise LocalError("Block1 is managed by the client: give the whole body")
+            if number in (BLOCK1, BLOCK2):
+                raise LocalError("Block1 and Block2 are managed by the client")
             opts.append((number, bytes(value)))
         szx = None
         if len(payload) > (1 << (self._max_szx + 4)):
@@ -518,6 +540,9 @@ class CoapClient:
             block = option_value(msg.options, BLOCK1)
             if block is not None and msg.code >> 5 != 0:
                 block = parse_block(block)
+            block2 = option_value(msg.options, BLOCK2)
+            if block2 is not None and msg.code >> 5 != 0:
+                parse_block(block2)  # checked here, so that a bad one changes nothing
         except DecodeError:
             self._counts["malformed"] += 1
             raise
@@ -590,7 +615,15 @@ class CoapClient:
         retransmission timer."""
         options = exchange.options
         body = exchange.body
-        if exchange.szx is not None:
+        if exchange.b2_szx is not None:
+            # The next block of the response: same request, no payload (RFC 7959 2.4).
+            options = list(options)
+            received = len(exchange.b2_body)
+            options.append(
+                (BLOCK2, block_value(received >> (exchange.b2_szx + 4), False, exchange.b2_szx))
+            )
+            body = b""
+        elif exchange.szx is not None:
             size = 1 << (exchange.szx + 4)
             start = exchange.num * size
             end = start + size
@@ -669,6 +702,9 @@ class CoapClient:
         self._on_response(exchange, msg, block, now_ms, out, True)
 
     def _on_response(self, exchange, msg, block, now_ms, out, separate=False):
+        if exchange.b2_szx is not None:
+            self._on_block2(exchange, msg, now_ms, out, separate)
+            return
         code = msg.code
         szx = exchange.szx
         if code == REQUEST_ENTITY_TOO_LARGE and block is not None:
@@ -702,6 +738,74 @@ class CoapClient:
                 self._transmit(exchange, now_ms)
                 out.datagrams.append(exchange.datagram)
                 return
+        block2 = option_value(msg.options, BLOCK2)
+        if code >> 5 == 2 and block2 is not None:
+            num, more, their_szx = parse_block(block2)
+            if more or num:
+                self._start_block2(exchange, msg, num, more, their_szx, now_ms, out)
+                return
+        self._finish(exchange, code, msg.payload, msg.options, out)
+
+    def _finish(self, exchange, code, payload, options, out):
         del self._exchanges[exchange.token]
         self._counts["responses"] += 1
-        out.events.append(Response(exchange.token, code, msg.payload, msg.options))
+        out.events.append(Response(exchange.token, code, payload, options))
+
+    def _start_block2(self, exchange, msg, num, more, their_szx, now_ms, out):
+        """Block 0 of a response arrived: keep it, ask for the next (module docstring)."""
+        if num or len(msg.payload) != 1 << (their_szx + 4):
+            self._give_up(exchange, "block2", out)  # not block 0, or not a whole block
+            return
+        size2 = option_value(msg.options, SIZE2)
+        if size2 is not None and bytes_uint(size2) > self._max_response:
+            self._give_up(exchange, "too_large", out)
+            return
+        options = [option for option in msg.options if option[0] != BLOCK2]
+        exchange.b2_first = (msg.code, tuple(options))
+        exchange.b2_etag = option_value(msg.options, ETAG)
+        exchange.b2_body = bytearray(msg.payload)
+        self._next_block2(exchange, their_szx, now_ms, out)
+
+    def _next_block2(self, exchange, their_szx, now_ms, out):
+        if len(exchange.b2_body) > self._max_response:
+            self._give_up(exchange, "too_large", out)
+            return
+        szx = their_szx if their_szx < self._max_szx else self._max_szx
+        exchange.b2_szx = szx
+        self._transmit(exchange, now_ms)
+        out.datagrams.append(exchange.datagram)
+
+    def _on_block2(self, exchange, msg, now_ms, out, separate):
+        """A response to a request for a later block of a response body."""
+        code = msg.code
+        block2 = option_value(msg.options, BLOCK2)
+        if code >> 5 != 2:
+            self._finish(exchange, code, msg.payload, msg.options, out)  # 4.08, 5.03 ...
+            return
+        received = len(exchange.b2_body)
+        if block2 is None:
+            self._give_up(exchange, "block2", out)
+            return
+        num, more, their_szx = parse_block(block2)
+        if num << (their_szx + 4) != received or their_szx > exchange.b2_szx:
+            if separate:  # matched by token only: a delayed answer to an earlier block
+                self._counts["ignored"] += 1
+            else:
+                self._give_up(exchange, "block2", out)
+            return
+        if option_value(msg.options, ETAG) != exchange.b2_etag or code != exchange.b2_first[0]:
+            self._give_up(exchange, "block2", out)  # the resource changed between blocks
+            return
+        size = len(msg.payload)
+        if (more and size != 1 << (their_szx + 4)) or size > 1 << (their_szx + 4):
+            self._give_up(exchange, "block2", out)
+            return
+        exchange.b2_body.extend(msg.payload)
+        if more:
+            self._next_block2(exchange, their_szx, now_ms, out)
+            return
+        if len(exchange.b2_body) > self._max_response:
+            self._give_up(exchange, "too_large", out)
+            return
+        first_code, options = exchange.b2_first
+        self._finish(exchange, first_code, bytes(exchange.b2_body), options, out)

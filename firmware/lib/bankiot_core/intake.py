@@ -65,6 +65,12 @@ class Intake:
         for name in _COUNTER_NAMES:
             self._counts[name] = 0
 
+    def set_keys(self, keys):
+        """Decode with ``keys`` from now on (a new map, as in the constructor): a device whose
+        key is gone is not decoded from the next frame on, not even from the repeat cache."""
+        self.keys = keys
+        self._cache.clear()
+
     def advertisement(self, address, rssi, payload, now_ms):
         """Raw advertising data (AD structures) heard from ``address`` with ``rssi``."""
         return self._take(address, rssi, now_ms, decode_payload, payload)

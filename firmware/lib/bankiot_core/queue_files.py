@@ -112,7 +112,7 @@ class FileStorage:
         try:
             os.remove(path)
         except OSError:
-            if _exists(path):  # errno values differ between ports: ask the file system
+            if _exists(path):  # ask the file system, not errno: the same on every interpreter
                 raise
 
     def entries(self):

@@ -157,7 +157,7 @@ class FileCounterStore:
         except OSError:
             try:
                 os.stat(self.path)
-            except OSError:  # no file: never saved (errno values differ between ports)
+            except OSError:  # no file: never saved (asked of the file system, not of errno)
                 return None
             raise
         return _parse(data, self.path)

@@ -1,0 +1,77 @@
+"""What the customer's inbox stores.
+
+- ``notifications``: one message for one customer, on the ``app`` or ``wearable`` channel
+  (``CHANNELS``; a ``wearable`` one is shown by the app and relayed by the phone to the
+  customer's smartwatch: ``docs/customers.md``). ``source`` says what decided it (``rule:<rule
+  id>``, ``holdings``, ``shopping``, ``offers``); ``title`` (at most ``TITLE_LEN``
+  characters) and ``text`` (at most ``TEXT_LEN``, a rule's message's own bound) are what the
+  customer reads. An offer names its campaign and the ``offer_decisions`` row that decided
+  it. ``read_at`` is null until the customer reads it. Written in the transaction of the
+  decision that caused it (``inbox``), so a notification exists exactly when its decision was
+  committed. Personal data: exported and erased with the customer (``cloud.customers``),
+  purged after ``notifications`` retention (``cloud.ingest.retention``, by ``created_at``).
+  Ids are never reused (AUTOINCREMENT on SQLite): offer results name a notification by its
+  id and outlive it.
+- ``campaign_sends``: one row per time cloud operations sent an app or wearable campaign to
+  its audience (``offers``): when, by whom, which campaign version, and how many customers
+  were decided, notified and refused. Names no customer: its decisions, one per customer,
+  are in ``offer_decisions`` with gateway ``send:<id>``.
+
+Times are UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cloud.db import Base, BigId
+
+CHANNELS = ("app", "wearable")
+TITLE_LEN = 80
+TEXT_LEN = 500  # cloud.events.rules bounds a rule's message at 500 characters
+SOURCE_LEN = 80
+
+
+class Notification(Base):
+    """One message in a customer's inbox (module docstring)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        CheckConstraint("channel IN ('app', 'wearable')", name="channel"),
+        Index("ix_notifications_customer_id_id", "customer_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(SOURCE_LEN))
+    title: Mapped[str] = mapped_column(String(TITLE_LEN))
+    text: Mapped[str] = mapped_column(String(TEXT_LEN))
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="SET NULL"), index=True
+    )
+    offer_decision_id: Mapped[int | None] = mapped_column(
+        ForeignKey("offer_decisions.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    read_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CampaignSend(Base):
+    """One send of a campaign to its audience (module docstring)."""
+
+    __tablename__ = "campaign_sends"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    campaign_version: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(128))
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)
