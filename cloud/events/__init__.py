@@ -95,9 +95,14 @@ async def standalone(
     stop: asyncio.Event,
     stats: WorkerStats | None = None,
 ) -> None:
-    """``bankiot events run``: the live worker until ``stop`` is set. With ``broker``
-    (host, port, TLS context) the rules' offers are sealed with ``keys`` and published QoS 1
-    on a connection of the worker's own, as under ``cloud up``; without, only logged."""
+    """``bankiot events run``: the live worker until ``stop`` is set, and beside it the
+    risk-aware shopping pass that consumes its decisions (as under ``cloud up``; each rule
+    decision is decided once even with ``cloud up`` running too: UNIQUE per decision). With
+    ``broker`` (host, port, TLS context) the rules' offers are sealed with ``keys`` and
+    published QoS 1 on a connection of the worker's own, as under ``cloud up``; without,
+    only logged."""
+    from cloud.apps.shopping import ShoppingApp
+    from cloud.apps.shopping import run as shopping
     from cloud.events.worker import EventWorker
     from cloud.fleet.supervisor import MqttPublisher
     from cloud.up import Background
@@ -112,7 +117,10 @@ async def standalone(
     if stats is not None:
         stats.failures = lambda: executor.failures
     try:
-        await EventWorker(database, library, executor, stats=stats).run(stop)
+        await asyncio.gather(
+            EventWorker(database, library, executor, stats=stats).run(stop),
+            shopping(ShoppingApp(database), stop),
+        )
     finally:
         if publisher is not None:
             await publisher.close()

@@ -5,6 +5,7 @@ alerts notified once per crossing from the price feed; life-event suggestions.""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from decimal import Decimal
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy import select
 
 from bankiot_core.address import mac_from_str
 from bankiot_core.presence import PresenceEvent
+from cloud import events
 from cloud.apps import finance
 from cloud.apps.models import AppDecision
 from cloud.apps.shopping import ShoppingApp
@@ -299,3 +301,36 @@ def test_the_applications_profile_starts_from_the_opening_balance(
     assert profile is not None
     moved = sum((t.amount for t in history(TODAY, 3000, 1000, 28, 20)), Decimal(0))
     assert profile.balance == Decimal("1234.50") + moved
+
+
+def test_the_event_worker_on_its_own_runs_the_shopping_pass(
+    cloud_app: APIFlask, town: dict[str, Any]
+) -> None:
+    """At scale the rules run in ``bankiot events run`` with no ``cloud up``: the shopping
+    pass runs in that process too, and decides a customer at the partner shop once."""
+    database = database_of(cloud_app)
+    EventWorker(database, RuleLibrary(None)).run_once()  # the cursor starts here
+    gateway = Branch(cloud_app, "gw-n1")
+    enter(gateway, ANNA)
+
+    def decided() -> list[tuple[int | None, str]]:
+        with database.sessions() as db:
+            rows = db.scalars(select(AppDecision)).all()
+            return [(row.customer_id, row.outcome) for row in rows]
+
+    async def run_until_decided() -> None:
+        stop = asyncio.Event()
+        worker = asyncio.ensure_future(
+            events.standalone(database, RuleLibrary(None), gateway.ingest.key_source, None, stop)
+        )
+        try:
+            for _ in range(600):  # up to a minute under load; a pass every second
+                if decided() or worker.done():
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await worker
+
+    asyncio.run(run_until_decided())
+    assert decided() == [(town["anna"], "cashback")]
