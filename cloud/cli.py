@@ -51,7 +51,7 @@ metrics_option = click.option(
 
 def tls_options(command: F) -> F:
     """``--cafile``, ``--certfile``, ``--keyfile``: the cloud's TLS identity towards a broker
-    (``_broker``), in that order in ``--help``."""
+    (``broker_from``), in that order in ``--help``."""
     for name in ("--keyfile", "--certfile", "--cafile"):  # the last applied shows first
         path = click.Path(exists=True, dir_okay=False, path_type=Path)
         command = click.option(name, type=path)(command)
@@ -336,7 +336,7 @@ def broker_config(
     )
 
 
-def _start_metrics(address: str | None, stats: Collector) -> None:
+def start_metrics(address: str | None, stats: Collector) -> None:
     """Serve ``stats`` (ingest's or the event worker's counters) for Prometheus on
     ``address`` (HOST:PORT), if given."""
     if address:
@@ -349,7 +349,7 @@ def _start_metrics(address: str | None, stats: Collector) -> None:
             raise click.ClickException("cannot serve metrics on %s: %s" % (address, exc)) from None
 
 
-def _broker(
+def broker_from(
     config: dict, cafile: Path | None, certfile: Path | None, keyfile: Path | None
 ) -> tuple[str, int, ssl.SSLContext | None]:
     """The broker of ``config`` (``BROKER_URL``): host, port and the TLS context to reach it
@@ -390,7 +390,7 @@ def ingest_mqtt(
     from cloud.ingest.mqtt_worker import MqttWorker
 
     config = settings(config_file, data_dir, broker_url=broker)
-    host, port, context = _broker(config, cafile, certfile, keyfile)
+    host, port, context = broker_from(config, cafile, certfile, keyfile)
     try:
         ingest = service.open_ingest(config)
         worker = MqttWorker(
@@ -398,7 +398,7 @@ def ingest_mqtt(
         )
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from None
-    _start_metrics(metrics, ingest.stats)
+    start_metrics(metrics, ingest.stats)
     click.echo("ingesting from %s:%d as %s in group %s" % (host, port, worker.identifier, group))
     service.run_until_signalled(lambda stop: service.serve_mqtt(worker, stop))
 
@@ -429,7 +429,7 @@ def supervise(
     from cloud.ingest import service
 
     config = settings(config_file, data_dir, broker_url=broker)
-    host, port, context = _broker(config, cafile, certfile, keyfile)
+    host, port, context = broker_from(config, cafile, certfile, keyfile)
     try:
         checks = supervisor.checks_for(config)
         ingest = service.open_ingest(config)  # its database and key source
@@ -461,7 +461,7 @@ def ingest_coap(
         ingest = service.open_ingest(config)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from None
-    _start_metrics(metrics, ingest.stats)
+    start_metrics(metrics, ingest.stats)
     click.echo("CoAP ingest on coap://%s:%d/batches" % (host, port))
     try:
         service.run_until_signalled(lambda stop: service.serve_coap(ingest, host, port, stop))

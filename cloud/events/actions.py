@@ -96,7 +96,7 @@ class SealedDownlink:
 
     def seal(self, session: Session, gateway: str, message: bytes) -> Outgoing | None:
         """See ``OfferDownlink.seal``."""
-        found = delivery._ring(session, self.keys, gateway)  # the fleet's own rule
+        found = delivery.gateway_ring(session, self.keys, gateway)  # the fleet's own rule
         if found is None or found[1] in delivery.RESPONSE_CHANNELS:
             log.info("offers for %s not sent: it is not served on its MQTT topic", gateway)
             return None

@@ -164,7 +164,7 @@ def run(
 ) -> None:
     """Run the live worker: new device events through the rules, until stopped."""
     from cloud import events as package
-    from cloud.cli import _broker, _start_metrics
+    from cloud.cli import broker_from, start_metrics
     from cloud.events.library import RuleLibrary, rules_folder
     from cloud.events.stats import WorkerStats
     from cloud.ingest import service
@@ -172,7 +172,7 @@ def run(
 
     config = settings(config_file, data_dir, broker_url=broker)
     # The broker is checked before anything starts: a bad URL or certificate is one line.
-    where = _broker(config, cafile, certfile, keyfile) if config["BROKER_URL"] else None
+    where = broker_from(config, cafile, certfile, keyfile) if config["BROKER_URL"] else None
     upgrade(config["DATABASE_URL"])
     library = RuleLibrary(rules_dir or rules_folder(config))
     if library.current() and library.error:
@@ -182,7 +182,7 @@ def run(
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from None
     stats = WorkerStats()
-    _start_metrics(metrics, stats)
+    start_metrics(metrics, stats)
     click.echo("processing events with %d rules" % len(library.current().rules))
     if where is None:
         click.echo("no broker configured (--broker or broker_url): offers are only logged")

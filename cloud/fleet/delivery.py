@@ -109,7 +109,7 @@ RESPONSE_CHANNELS = ("coap",)
 """Transports whose gateways get their messages in the responses to their batches."""
 
 
-def _ring(session: Session, keys: KeySource, gateway: str) -> tuple[KeyRing, str] | None:
+def gateway_ring(session: Session, keys: KeySource, gateway: str) -> tuple[KeyRing, str] | None:
     """The gateway's ring at the key version of its newest batch, and the transport that
     batch came by; None if it never sent one, is revoked, or that key is gone."""
     raw = cose.gateway_bytes(gateway)
@@ -289,7 +289,7 @@ def prepare(
 
     def route(device: Device) -> tuple[KeyRing, str] | None:
         if device.id not in routes:
-            found = _ring(session, keys, device.uid)
+            found = gateway_ring(session, keys, device.uid)
             if found is None or found[1] in RESPONSE_CHANNELS:
                 routes[device.id] = None
             else:
@@ -323,7 +323,7 @@ def prepare_for(
     device = session.scalar(select(Device).where(Device.uid == gateway))
     if device is None:
         return []
-    found = _ring(session, keys, gateway)
+    found = gateway_ring(session, keys, gateway)
     if found is None:
         return []
     ring = found[0]
