@@ -35,6 +35,7 @@ from cloud.ingest.models import (
     Reading,
     ThresholdState,
 )
+from cloud.ingest.rejections import RejectionCount
 from cloud.notifications.models import CampaignSend, Notification
 from cloud.offers.models import Campaign, OfferDecision, OfferResult
 from cloud.people.models import ApiToken, Operator, OperatorBranch, OperatorSession
@@ -85,6 +86,7 @@ __all__ = [
     "OperatorSession",
     "PairingOffer",
     "Reading",
+    "RejectionCount",
     "Release",
     "ReleaseBlob",
     "ReleaseFile",

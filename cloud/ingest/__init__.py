@@ -14,13 +14,15 @@ Modules, one job each:
   registered wearables (their readings are health data), remembered for a minute;
 - ``retention``: data classes and ``purge_expired``; ``partitions``: PostgreSQL's monthly
   partitions of ``readings``;
-- ``stats``: counters for ``/metrics``;
+- ``stats``: counters for ``/metrics``; ``rejections``: rejected envelopes counted in the
+  database per (gateway, reason, hour), read by ``rejection_views``
+  (``GET /api/ingest/rejections``);
 - transports: ``mqtt_worker`` (MQTT 5 shared subscription), ``coap_server`` (aiocoap),
   ``views`` (HTTP, in the web app).
 
 ``init_app(app)`` gives the web app its ``Ingest`` (on the app's database, its counters in the
-app's metrics registry) and the HTTP endpoint. Keys come from the identity area's records
-(``identity_keys.IdentityKeySource``, with the KEK of ``DATA_DIR``);
+app's metrics registry), the HTTP endpoint and the rejections' listing. Keys come from the
+identity area's records (``identity_keys.IdentityKeySource``, with the KEK of ``DATA_DIR``);
 ``set_key_source(app, source)`` replaces them (tests, demos). ``ingest_on(database, config)``
 builds that ``Ingest`` for the web app and for every service (``service.open_ingest``).
 """
@@ -60,7 +62,7 @@ def ingest_on(
 
 def init_app(app: APIFlask) -> None:
     """Install HTTP ingest on ``app`` (after ``db`` and ``health``)."""
-    from cloud.ingest import views
+    from cloud.ingest import rejection_views, views
 
     pipeline = ingest_on(app.extensions["bankiot.db"], app.config)
     app.extensions[EXTENSION] = pipeline
@@ -68,6 +70,7 @@ def init_app(app: APIFlask) -> None:
     if registry is not None:
         pipeline.stats.register(registry)
     app.register_blueprint(views.bp)
+    app.register_blueprint(rejection_views.bp)
     previous = app.spec_callback
 
     def spec(document: Any) -> Any:  # the raw request body, after any other area's changes

@@ -217,7 +217,7 @@ class MqttWorker:
             payload = message.payload if isinstance(message.payload, bytes | bytearray) else b""
             gateway = topic_gateway(topic)
             if gateway is None:
-                self.ingest.stats.count(REJECTED, "malformed", "mqtt")
+                await asyncio.to_thread(self.ingest.count_rejection, "malformed", "mqtt")
                 self._puback(client, message)
             else:
                 items.append((message, Envelope(bytes(payload), topic, "mqtt", gateway)))
@@ -293,7 +293,9 @@ class MqttWorker:
             return (await asyncio.to_thread(self.ingest.handle_many, [item]))[0]
         except Exception:
             log.exception("message on %s raised; acknowledged and counted", item.resource)
-            self.ingest.stats.count(REJECTED, "internal_error", "mqtt")
+            await asyncio.to_thread(
+                self.ingest.count_rejection, "internal_error", "mqtt", item.claimed_gateway
+            )
             return Result(REJECTED, None, "internal_error", "", item.claimed_gateway)
 
 

@@ -52,6 +52,10 @@ arrived on (the envelope's external AAD) and the transport's name. In this order
    right after the acknowledgement. A failure there is logged and costs only the offers:
    the batch is stored and acknowledged.
 
+Every rejection is also counted in the database, per (sender, reason, hour), in a short
+transaction of its own once the group's verdicts are in (``rejections``); a failure there is
+logged and changes no verdict.
+
 A database that does not answer gives ``unavailable``: nothing is stored, nothing is
 acknowledged, and the sender (or the MQTT worker) tries again. Nothing else raises (an
 unexpected database error is a bug and propagates): every envelope is counted in ``stats``
@@ -84,7 +88,7 @@ from bankiot_core.keyring import KeyRing
 from cloud.customers import codes, consent
 from cloud.db import Database
 from cloud.identity.keys import KeyWrapper
-from cloud.ingest import consents, retention, store
+from cloud.ingest import consents, rejections, retention, store
 from cloud.ingest.keys import KeySource
 from cloud.ingest.records import Rows, UnstorableBatch, batch_rows, mark_wearables
 from cloud.ingest.stats import ACCEPTED, DUPLICATE, REJECTED, UNAVAILABLE, IngestStats
@@ -241,6 +245,13 @@ class Ingest:
             for index, result in self._commit([prepared for _, prepared in staged]):
                 results[staged[index][0]] = result
         done = [result for result in results if result is not None]
+        self._count_rejections(
+            [
+                (_sender(envelope, result), result.reason)
+                for envelope, result in zip(envelopes, done, strict=True)
+                if result.status == REJECTED
+            ]
+        )
         for envelope, result in zip(envelopes, done, strict=True):
             self.stats.count(result.status, result.reason, envelope.transport, result.readings)
             if result.withheld:
@@ -254,6 +265,28 @@ class Ingest:
                 result.reason,
             )
         return done
+
+    def count_rejection(self, reason: str, transport: str, gateway: str | None = None) -> None:
+        """Count an envelope a transport rejected before the pipeline saw it (or that
+        raised in it), in ``stats`` and in the database (``rejections``); ``gateway``: the
+        channel's, if it names one."""
+        self.stats.count(REJECTED, reason, transport)
+        self._count_rejections([(gateway, reason)])
+
+    def _count_rejections(self, rejected: list[tuple[str | None, str]]) -> None:
+        """Add ``rejected`` (sender, reason) to the database's counts (``rejections``),
+        in a transaction of its own. Counting must never cost an answer: a failure is
+        logged and the rejections stay counted in ``stats`` only."""
+        if not rejected:
+            return
+        try:
+            rejections.record(self.database, rejected, self.clock())
+        except Exception as exc:
+            log.warning(
+                "%d rejection(s) not counted in the database: %s",
+                len(rejected),
+                (str(exc).splitlines() or [type(exc).__name__])[0],
+            )
 
     # ---- the steps ---------------------------------------------------------------------------
 
@@ -505,6 +538,13 @@ class _Prepared:
     size: int
     rows: Rows
     received_at: dt.datetime
+
+
+def _sender(envelope: Envelope, result: Result) -> str | None:
+    """Who sent a rejected envelope, as far as can be told: the channel's gateway (the MQTT
+    topic, which only that gateway may write), else the kid's (``rejections`` keeps it only
+    if the inventory holds it)."""
+    return envelope.claimed_gateway or result.gateway
 
 
 def _bindings(resource: str, gateway: str) -> tuple[str, ...]:

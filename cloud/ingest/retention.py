@@ -41,6 +41,13 @@ then deleted.
 | ``app_decisions`` | the applications' decisions (``app_decisions``), by when decided | 365 days |
 | ``life_events`` | ended life-event episodes (``life_event_history``), by when ended | 365 days |
 
+What operations keep about the fleet itself has its own classes (``OPERATION_CLASSES``),
+purged by ``purge_operations``:
+
+| class | what | default |
+|---|---|---|
+| ``rejections`` | counts of rejected envelopes (``ingest_rejections``), by hour | 90 days |
+
 A rule decision goes only once no staff request of its own remains (the request names it).
 Loan applications and holding alerts are the customer's own requests, kept while the
 customer is (deleted with them on erasure); a life event still found in the latest profile
@@ -64,6 +71,7 @@ from cloud.events.models import CLOSED, RuleDecision, ServiceRequest
 from cloud.fleet.models import Device
 from cloud.ingest.kiosk_models import KioskEventRow
 from cloud.ingest.models import DeviceEvent, Reading
+from cloud.ingest.rejections import RejectionCount
 from cloud.notifications.models import Notification
 from cloud.offers.models import OfferDecision, OfferResult
 
@@ -80,7 +88,9 @@ NOTIFICATIONS = "notifications"
 APP_DECISIONS = "app_decisions"
 LIFE_EVENTS = "life_events"
 RECORD_CLASSES = (DECISIONS, REQUESTS, OFFER_RESULTS, NOTIFICATIONS, APP_DECISIONS, LIFE_EVENTS)
-ALL_CLASSES = CLASSES + RECORD_CLASSES
+REJECTIONS = "rejections"
+OPERATION_CLASSES = (REJECTIONS,)
+ALL_CLASSES = CLASSES + RECORD_CLASSES + OPERATION_CLASSES
 
 _BY_METRIC = {
     **dict.fromkeys(
@@ -120,6 +130,7 @@ DEFAULT_RETENTION: Mapping[str, dt.timedelta] = {
     NOTIFICATIONS: dt.timedelta(days=180),
     APP_DECISIONS: dt.timedelta(days=365),
     LIFE_EVENTS: dt.timedelta(days=365),
+    REJECTIONS: dt.timedelta(days=90),
 }
 
 
@@ -251,6 +262,16 @@ def purge_records(
         APP_DECISIONS: apps,
         LIFE_EVENTS: episodes,
     }
+
+
+def purge_operations(
+    session: Session, now: dt.datetime, policy: RetentionPolicy | None = None
+) -> dict[str, int]:
+    """Delete the counts of rejected envelopes whose whole hour is older than the
+    ``rejections`` retention at ``now``; rows deleted per class. The caller commits."""
+    policy = policy or RetentionPolicy()
+    cutoff = now - policy.period(REJECTIONS) - dt.timedelta(hours=1)
+    return {REJECTIONS: _delete(session, RejectionCount, RejectionCount.hour <= cutoff)}
 
 
 def _delete(session: Session, model: type[Any], *where: ColumnElement[bool]) -> int:

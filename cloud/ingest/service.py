@@ -30,7 +30,12 @@ from cloud.ingest import coap_server, ingest_on, partitions
 from cloud.ingest.keys import KeySource
 from cloud.ingest.mqtt_worker import MqttWorker
 from cloud.ingest.pipeline import Ingest
-from cloud.ingest.retention import RetentionPolicy, purge_expired, purge_records
+from cloud.ingest.retention import (
+    RetentionPolicy,
+    purge_expired,
+    purge_operations,
+    purge_records,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,8 @@ def purge(
     that were used or expired go too (``cloud.customers.pairing.purge_offers``), and
     the records of what was decided about customers by their classes
     (``retention.purge_records``: decisions, closed staff requests, offer results,
-    notifications, the applications' decisions, ended life events).
+    notifications, the applications' decisions, ended life events), and the counts of
+    rejected envelopes (``retention.purge_operations``).
     """
     from cloud.customers.pairing import purge_offers  # the customers area, cloud only
 
@@ -83,6 +89,7 @@ def purge(
         with database.sessions() as session:
             deleted = purge_expired(session, now, policy)
             deleted.update(purge_records(session, now, policy))
+            deleted.update(purge_operations(session, now, policy))
             offers = purge_offers(session, now)
             session.commit()
     finally:

@@ -14,11 +14,13 @@ database did not answer: nothing stored, the sender tries again). Reasons of rej
 | ``forged`` | the tag does not check out: wrong key, altered, or sealed for another topic |
 | ``undecodable`` | authentic, but the plaintext is not a batch this cloud understands |
 | ``unstorable`` | authentic and decoded, but holds what the schema cannot store |
+| ``internal_error`` | the MQTT worker's: judging the message raised (a bug, logged) |
 
 Records of customers' wearables withheld for want of consent (``consents``) are counted
 per purpose not consented (``withheld``); their batches are accepted.
 
 The counts are totals since the process started (Prometheus counters). Thread-safe.
+Rejections are also counted in the database, across workers and restarts (``rejections``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,17 @@ ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
 UNAVAILABLE = "unavailable"
+REASONS = (
+    "too_large",
+    "malformed",
+    "wrong_gateway",
+    "revoked",
+    "unknown_key",
+    "forged",
+    "undecodable",
+    "unstorable",
+    "internal_error",
+)
 
 
 class IngestStats(Collector):
