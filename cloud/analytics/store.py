@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, distinct, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from cloud.analytics.adapter import transaction_of
@@ -370,29 +370,46 @@ def episode_json(e: LifeEventEpisode, reasons: bool = True) -> dict[str, Any]:
     return out
 
 
+def utc_month(session: Session, column: Any) -> Any:
+    """``YYYY-MM`` of the timestamp ``column`` in UTC, as SQL for the session's database.
+
+    SQLite stores UTC wall-clock text, so ``strftime`` reads it as it is; PostgreSQL's
+    ``timestamptz`` is shown in the connection's time zone unless converted first, which
+    would move events near a month's edge into the neighbouring month."""
+    # Literals, not bound parameters: PostgreSQL binds each occurrence separately and would
+    # not see the GROUP BY expression as the selected one.
+    if session.get_bind().dialect.name == "sqlite":
+        return func.strftime(literal_column("'%Y-%m'"), column)
+    return func.to_char(func.timezone(literal_column("'UTC'"), column), literal_column("'YYYY-MM'"))
+
+
 def events_over_time(session: Session, since: dt.date) -> list[dict[str, Any]]:
-    """Life events found per month (of first detection) and kind from ``since`` on, bank-wide:
-    ``[{month: "2026-11", kind, found, customers, ongoing}]`` (``ongoing``: not ended yet),
-    for the analytics dashboard. Names nobody."""
+    """Life events found per month (of first detection, UTC) and kind from ``since`` on,
+    bank-wide: ``[{month: "2026-11", kind, found, customers, ongoing}]`` (``ongoing``: not
+    ended yet), oldest month first, then by kind, for the analytics dashboard. Names nobody.
+
+    Counted by the database (one row per month and kind comes back, however many episodes
+    there are): the dashboard asks for this every few seconds."""
     start = dt.datetime(since.year, since.month, since.day, tzinfo=dt.UTC)
+    episode = LifeEventEpisode
+    month = utc_month(session, episode.first_detected_at).label("month")
     rows = session.execute(
         select(
-            LifeEventEpisode.first_detected_at,
-            LifeEventEpisode.kind,
-            LifeEventEpisode.customer_id,
-            LifeEventEpisode.ended_at,
-        ).where(LifeEventEpisode.first_detected_at >= start)
+            month,
+            episode.kind,
+            func.count(),
+            func.count(distinct(episode.customer_id)),
+            func.count(episode.ended_at),  # counts the ended ones (not null)
+        )
+        .where(episode.first_detected_at >= start)
+        .group_by(month, episode.kind)
     )
-    buckets: dict[tuple[str, str], list[Any]] = {}
-    for first, kind, customer, ended in rows:
-        key = (first.strftime("%Y-%m"), kind)
-        bucket = buckets.setdefault(key, [0, set(), 0])
-        bucket[0] += 1
-        bucket[1].add(customer)
-        bucket[2] += ended is None
+    # Sorted here, not by ORDER BY: a database collation may order kinds differently.
     return [
-        {"month": month, "kind": kind, "found": b[0], "customers": len(b[1]), "ongoing": b[2]}
-        for (month, kind), b in sorted(buckets.items())
+        {"month": m, "kind": kind, "found": n, "customers": people, "ongoing": n - ended}
+        for m, kind, n, people, ended in sorted(
+            (str(m), str(k), int(n), int(c), int(e)) for m, k, n, c, e in rows
+        )
     ]
 
 

@@ -23,8 +23,8 @@ wearable addresses) only for ``access.PERSONAL_DATA_ROLES``. Live parts refresh 
 small JSON endpoints (``<page>/live``); charts are inline SVG drawn on the server
 (``charts``); all CSS and script come from this package (no external network). One query
 module per page: ``fleet_data``, ``device_data``, ``branch_data``, ``customer_data``,
-``analytics_data``, ``rates``; areas that may not be installed are read through
-``optional``.
+``analytics_data``, ``rates``; decisions and campaigns are listed with all their columns
+by ``optional``.
 
 Settings read from the app config (defaults in brackets):
 

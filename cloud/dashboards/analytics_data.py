@@ -8,9 +8,11 @@ campaigns' (``app`` and ``wearable``: sent to the customer's inbox, which counts
 accepted; declined beside: ``cloud.notifications``). The kiosk's "offered" counts
 ``offer_decisions`` that offered something and are not the inbox's (their inputs name the
 channel; a decision anonymised by an erasure has no inputs and counts as the kiosk's).
-Campaigns come through ``optional``. Life events and segments are the stored profiles'
-(``cloud.analytics``): counts only, nobody named. These figures are bank-wide, so they are
-for cloud operations; the ingest figures are scoped to the caller's branches.
+Campaigns are listed with all their columns (``optional``). Life events and segments are
+the stored profiles' (``cloud.analytics``): counts only, nobody named; life events per
+month are counted by the database (``store.events_over_time``), since the page asks for
+them every few seconds. These figures are bank-wide, so they are for cloud operations; the
+ingest figures are scoped to the caller's branches.
 """
 
 from __future__ import annotations
@@ -26,9 +28,8 @@ from cloud.analytics import store
 from cloud.analytics.models import CustomerProfile, LifeEvent
 from cloud.dashboards import optional
 from cloud.notifications.offers import INBOX_CHANNELS
-from cloud.offers.models import OfferDecision, OfferResult
+from cloud.offers.models import Campaign, OfferDecision, OfferResult
 
-CAMPAIGN_TABLES = ("campaigns", "offer_campaigns")
 KIOSK = ("kiosk",)
 INBOX = INBOX_CHANNELS
 MONTHS = 12  # months the life-events chart covers, this one included
@@ -81,9 +82,9 @@ def inbox_funnel(db: Session) -> Funnel | None:
     return Funnel(stages, results.get("declined", 0))
 
 
-def campaigns(db: Session) -> optional.Rows | None:
-    """The newest campaigns, or None while the offers area is missing."""
-    return optional.newest_rows(db, CAMPAIGN_TABLES)
+def campaigns(db: Session) -> optional.Rows:
+    """The newest campaigns, with all their columns."""
+    return optional.newest_rows(db, Campaign)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ last seen, its peak score, ended or ongoing) is shown to both, its reasons only 
 personal data like the stored events'. The customer's inbox (``cloud.notifications``) is
 summarised for both (how many, unread, last sent, per source); the notifications' titles
 only with personal data, as the decisions' personal columns.
-Rule and offer decisions come from areas that may not be installed yet (``optional``):
-shown when their tables exist.
+Rule and offer decisions are shown with all their columns (``optional``).
 """
 
 from __future__ import annotations
@@ -33,15 +32,14 @@ from cloud.apps.models import AppDecision, LoanApplication
 from cloud.customers import consent
 from cloud.customers.models import Customer, CustomerWearable
 from cloud.dashboards import optional
+from cloud.events.models import RuleDecision
 from cloud.fleet.models import Branch, Device
 from cloud.ingest.kiosk_models import KioskEventRow
 from cloud.ingest.models import DeviceEvent, utc
 from cloud.notifications import inbox as notification_inbox
 from cloud.notifications.models import Notification
+from cloud.offers.models import OfferDecision, OfferResult
 
-DECISION_TABLES = ("rule_decisions",)
-OFFER_DECISION_TABLES = ("offer_decisions", "offers_decisions")
-OFFER_RESULT_TABLES = ("offer_results", "campaign_results")
 MAX_EVENTS = 50
 MAX_DECISIONS = 50
 MAX_NOTIFICATIONS = 10  # the newest the page lists (with personal data)
@@ -141,7 +139,8 @@ def events(db: Session, addresses: Iterable[str], visible: Iterable[int] | None)
 
 @dataclass(frozen=True)
 class Optional:
-    """A section from an area that may not be there: its rows, or None (not available)."""
+    """A section of a table's rows (``optional``), or None when the table cannot name the
+    customer (no customer column, and no wearable of theirs to look for)."""
 
     title: str
     rows: optional.Rows | None
@@ -153,19 +152,18 @@ PERSONAL_COLUMNS = ("wearable", "address", "subject", "email", "customer_id", "i
 def decisions(
     db: Session, customer_id: int, addresses: Iterable[str], personal: bool
 ) -> list[Optional]:
-    """Decisions made about the customer, with their reasons (rule engine, offers), each
-    None while its area is missing. Columns naming the customer or a wearable are shown
-    only when ``personal``."""
+    """Decisions made about the customer, with their reasons (rule engine, offers). Columns
+    naming the customer or a wearable are shown only when ``personal``."""
     wanted = set(addresses)
     hidden = () if personal else PERSONAL_COLUMNS
     sections = (
-        ("Rule decisions", DECISION_TABLES),
-        ("Offer decisions", OFFER_DECISION_TABLES),
-        ("Offers shown and answered", OFFER_RESULT_TABLES),
+        ("Rule decisions", RuleDecision),
+        ("Offer decisions", OfferDecision),
+        ("Offers shown and answered", OfferResult),
     )
     return [
-        Optional(title, optional.rows_about(db, names, customer_id, wanted, hidden))
-        for title, names in sections
+        Optional(title, optional.rows_about(db, model, customer_id, wanted, hidden))
+        for title, model in sections
     ]
 
 

@@ -1,12 +1,15 @@
-"""Tables read by reflection (rule decisions, offer results and campaigns): shown with
-their own columns, "not available yet" when they do not exist in the database.
+"""Sections that show a table's newest rows with all its columns as text (rule decisions,
+offer decisions and results, campaigns), from the areas' own models.
 
-They were written when those areas were built beside this one and the pages could not
-import them; the areas are part of the product now (``analytics_data`` and
-``customer_data`` import ``cloud.offers``, ``cloud.apps`` and ``cloud.notifications``), but
-these sections still read the tables by name, which keeps them showing every column the
-area adds. A table that exists but lacks what a page needs reads as not available, never
-as an error.
+They used to read the tables by reflection (``Table(name, autoload_with=...)``), because
+they were written while those areas were built beside this one and the pages could not
+import them, and so that a missing table read as "not available". The areas are part of
+the product now: their migrations always run, ``analytics_data`` and ``customer_data``
+already import ``cloud.offers``, ``cloud.apps`` and ``cloud.notifications``, and the models
+import nothing of the dashboards. So the sections read the models' tables, which have the
+same columns in the same order as the database (the migrations make them), without
+reflecting a table (several catalogue queries on PostgreSQL) on every page view; a column
+an area adds shows once its model has it.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import MetaData, Select, Table, desc, inspect, select
+from sqlalchemy import FromClause, Select, desc, select
 from sqlalchemy.orm import Session
 
+from cloud.db import Base
 from cloud.ingest.models import utc
 
 # Columns never shown: keys, secrets, and what the page shows elsewhere.
@@ -26,17 +30,7 @@ HIDDEN = ("id", "password_hash", "token_hash", "irk_sealed", "key_sealed", "code
 MAX_ROWS = 50
 
 
-def find_table(db: Session, *names: str) -> Table | None:
-    """The first of ``names`` that exists in the database, reflected; None if none does."""
-    bind = db.get_bind()
-    inspector = inspect(bind)
-    for name in names:
-        if inspector.has_table(name):
-            return Table(name, MetaData(), autoload_with=bind)
-    return None
-
-
-def first_column(table: Table, *names: str) -> Any | None:
+def first_column(table: FromClause, *names: str) -> Any | None:
     """The first column of ``table`` among ``names``, or None."""
     for name in names:
         if name in table.c:
@@ -66,17 +60,15 @@ def _cell(value: Any) -> str:
 
 def rows_about(
     db: Session,
-    names: Sequence[str],
+    model: type[Base],
     customer_id: int,
     addresses: Collection[str],
     hidden: Collection[str] = (),
 ) -> Rows | None:
-    """The newest rows of the first existing table of ``names`` about one customer: by its
-    ``customer_id`` column, else by a wearable address column (``wearable``, ``address``,
-    ``subject``) among ``addresses``. None when no such table or column exists."""
-    table = find_table(db, *names)
-    if table is None:
-        return None
+    """The newest rows of ``model``'s table about one customer: by its ``customer_id``
+    column, else by a wearable address column (``wearable``, ``address``, ``subject``) among
+    ``addresses``. None when it has neither column or the customer has no address."""
+    table = model.__table__
     query = select(table)
     if "customer_id" in table.c:
         query = query.where(table.c.customer_id == customer_id)
@@ -85,30 +77,31 @@ def rows_about(
         if column is None or not addresses:
             return None
         query = query.where(column.in_(sorted(addresses)))
-    return _newest(db, table, query, ("id", "decided_at", "at", "created_at"), MAX_ROWS, hidden)
+    order_by = ("id", "decided_at", "at", "created_at")
+    return _newest(db, model, query, order_by, MAX_ROWS, hidden)
 
 
-def newest_rows(db: Session, names: Sequence[str], limit: int = 20) -> Rows | None:
-    """The newest ``limit`` rows of the first existing table of ``names``."""
-    table = find_table(db, *names)
-    if table is None:
-        return None
-    return _newest(db, table, select(table), ("id", "created_at"), limit)
+def newest_rows(db: Session, model: type[Base], limit: int = 20) -> Rows:
+    """The newest ``limit`` rows of ``model``'s table."""
+    return _newest(db, model, select(model.__table__), ("id", "created_at"), limit)
 
 
 def _newest(
     db: Session,
-    table: Table,
+    model: type[Base],
     query: Select[Any],
     order_by: Sequence[str],
     limit: int,
     hidden: Collection[str] = (),
 ) -> Rows:
-    """The first ``limit`` rows of ``query`` on ``table``, newest first by the first of
-    ``order_by`` it has, as text cells (``HIDDEN`` and ``hidden`` columns left out)."""
+    """The first ``limit`` rows of ``query`` on ``model``'s table, newest first by the first
+    of ``order_by`` it has, as text cells (``HIDDEN`` and ``hidden`` columns left out)."""
+    table = model.__table__
     order = first_column(table, *order_by)
     if order is not None:
         query = query.order_by(desc(order))
     shown = [c.name for c in table.c if c.name not in HIDDEN and c.name not in hidden]
     result = db.execute(query.limit(limit)).mappings().all()
-    return Rows(table.name, shown, [[_cell(row[name]) for name in shown] for row in result])
+    return Rows(
+        str(model.__tablename__), shown, [[_cell(row[name]) for name in shown] for row in result]
+    )
