@@ -14,8 +14,14 @@
   id and outlive it.
 - ``campaign_sends``: one row per time cloud operations sent an app or wearable campaign to
   its audience (``offers``): when, by whom, which campaign version, and how many customers
-  were decided, notified and refused. Names no customer: its decisions, one per customer,
-  are in ``offer_decisions`` with gateway ``send:<id>``.
+  were decided, notified and refused. A send goes through the audience a page at a time,
+  each page committed with the row's progress: ``status`` (``sending`` until the last page,
+  then ``done``), ``last_customer_id`` (every active customer up to that id decided),
+  ``updated_at`` (the time of the call that committed the last page) and ``finished_at``.
+  A send left ``sending`` by a failure is continued by the next send of its campaign
+  (migration ``0022_campaign_send_progress``). ``last_customer_id`` is a position in the id
+  order, not a reference (no foreign key: it outlives an erased customer); the send's
+  decisions, one per customer, are in ``offer_decisions`` with gateway ``send:<id>``.
 
 Times are UTC.
 """
@@ -62,10 +68,14 @@ class Notification(Base):
     read_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+SENDING, DONE = "sending", "done"  # a send's status
+
+
 class CampaignSend(Base):
     """One send of a campaign to its audience (module docstring)."""
 
     __tablename__ = "campaign_sends"
+    __table_args__ = (CheckConstraint("status IN ('sending', 'done')", name="status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int] = mapped_column(
@@ -75,3 +85,7 @@ class CampaignSend(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     actor: Mapped[str] = mapped_column(String(128))
     counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), server_default="done")
+    last_customer_id: Mapped[int] = mapped_column(Integer, server_default="0")
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -12,7 +12,20 @@ customer's smartwatch). Two ways in, one decision (``deliver``):
 - cloud operations sending the campaign to its audience now (``send``: ``POST
   /api/offers/campaigns/<id>/send``, ``bankiot offers send``): a ``campaign_sends`` row, then
   every active customer decided in id order, each logged with gateway ``send:<send id>`` and
-  event id their place in the send (1, 2, ...), in one transaction.
+  event id their place in the send (1, 2, ...).
+
+A send goes through the audience ``PAGE`` customers at a time, each page in its own
+transaction: the campaign's row locked (so pages of two calls take turns), the page
+decided, the row's progress (``last_customer_id``, the counts, ``status`` ``done`` after the
+last page) moved, committed; then that page's notifications are pushed. A send that failed
+half-way (a process killed, a database error: the failed page is rolled back whole) stays
+``sending``, and the next send of the campaign continues it after its last committed page
+rather than starting another; a call that comes while another is at work waits for its turn
+and then continues the same send (or, if it finished meanwhile, starts a new one, which the
+cap window keeps from notifying anyone again). So one campaign has at most one send under
+way, and each customer is decided once per send. Each page is decided with the campaign as
+it is then (the decisions name its version; the send's row keeps the version it started
+with).
 
 ``deliver`` decides as a kiosk check-in is decided (``eligibility.decide`` over the customer's
 ``attributes``, the campaign, the offers shown in its cap window), with the purpose offers
@@ -29,11 +42,13 @@ after the commit.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from cloud import audit
@@ -42,7 +57,7 @@ from cloud.customers.models import Customer, CustomerWearable
 from cloud.fleet.errors import Conflict, Invalid, NotFound
 from cloud.ingest.models import utc
 from cloud.notifications import inbox
-from cloud.notifications.models import CampaignSend, Notification
+from cloud.notifications.models import DONE, SENDING, CampaignSend, Notification
 from cloud.notifications.push import Note
 from cloud.offers import decisions
 from cloud.offers.eligibility import VERSION, decide
@@ -53,7 +68,7 @@ INBOX_CHANNELS = ("app", "wearable")
 OFFERS_PURPOSE = "offers"  # cloud.customers.consent.PURPOSES
 SOURCE = "offers"
 COUNTS = ("decided", "notified", "no_consent", "not_offered")  # a send's, per customer
-_PAGE = 500  # customers read at a time by a send
+PAGE = 500  # customers decided in one transaction of a send
 
 
 @dataclass(frozen=True)
@@ -232,36 +247,58 @@ def for_rule(
 
 @dataclass(frozen=True)
 class SendResult:
-    """What a send did: its row (with the counts) and the notifications to push."""
+    """What a call of ``send`` did: the send's row (its status and the counts so far) and,
+    when the call continued an unfinished send, the customer id it continued after."""
+
+    send: CampaignSend
+    resumed_after: int | None
+
+
+@dataclass(frozen=True)
+class _Page:
+    """One committed page: the send's row, the notifications to push, and where the call
+    began (``SendResult``)."""
 
     send: CampaignSend
     notes: list[Note]
+    resumed_after: int | None
 
 
-def _audience(session: Session) -> Iterator[Customer]:
-    """Every active customer, in id order, a page at a time."""
-    after = 0
-    while True:
-        page = list(
-            session.scalars(
-                select(Customer)
-                .where(Customer.active.is_(True), Customer.id > after)
-                .order_by(Customer.id)
-                .limit(_PAGE)
-            )
-        )
-        if not page:
-            return
-        yield from page
-        after = page[-1].id
+def _take_turn(session: Session, campaign_id: int) -> Campaign | None:
+    """Begin a page's transaction by locking the campaign's row: pages of sends of one
+    campaign take turns, and each reads the progress the one before it committed.
+    ``Conflict`` if SQLite's write lock stays taken past its busy timeout."""
+    connection = session.connection()
+    raw = connection.connection.dbapi_connection
+    if isinstance(raw, sqlite3.Connection) and not raw.in_transaction:
+        # SQLite has no row locks, and pysqlite begins a transaction only at the first
+        # write: take the database's write lock first, or two sends could both read the
+        # same progress before either wrote.
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig):
+                raise
+            raise Conflict(
+                "campaign %d: the database is busy (a send of it under way?): try again"
+                % campaign_id
+            ) from None
+    return session.get(Campaign, campaign_id, with_for_update=True, populate_existing=True)
 
 
-def send(session: Session, campaign_id: int, actor: str, now: dt.datetime) -> SendResult:
-    """Send app or wearable campaign ``campaign_id`` to its audience now (module docstring),
-    staged in the caller's transaction (the campaign's row locked, so two sends of one
-    campaign take turns). ``NotFound``, ``Invalid`` (a kiosk campaign) or ``Conflict`` (not
-    active, not started, ended) as one line; audited."""
-    campaign = session.get(Campaign, campaign_id, with_for_update=True)
+def _unfinished(session: Session, campaign_id: int) -> CampaignSend | None:
+    """The campaign's send still ``sending`` (one died, or another call is at it), if any."""
+    return session.scalar(
+        select(CampaignSend)
+        .where(CampaignSend.campaign_id == campaign_id, CampaignSend.status == SENDING)
+        .order_by(CampaignSend.id)
+        .limit(1)
+        .execution_options(populate_existing=True)
+    )
+
+
+def _check(campaign: Campaign | None, campaign_id: int, now: dt.datetime) -> Campaign:
+    """``campaign`` if it may be sent at ``now``; else the one-line refusal (``send``)."""
     if campaign is None:
         raise NotFound("no campaign %d" % campaign_id)
     if campaign.channel not in INBOX_CHANNELS:
@@ -275,50 +312,161 @@ def send(session: Session, campaign_id: int, actor: str, now: dt.datetime) -> Se
         raise Conflict("campaign %d starts %s" % (campaign.id, utc(campaign.starts_at).isoformat()))
     if now >= utc(campaign.ends_at):
         raise Conflict("campaign %d ended %s" % (campaign.id, utc(campaign.ends_at).isoformat()))
+    return campaign
+
+
+def _count(counts: dict[str, int], done: Delivery) -> None:
+    counts["decided"] += 1
+    if done.note is not None:
+        counts["notified"] += 1
+    elif not done.consented:
+        counts["no_consent"] += 1
+    else:
+        counts["not_offered"] += 1
+
+
+def _begin(
+    session: Session, campaign: Campaign, row: CampaignSend | None, actor: str, now: dt.datetime
+) -> tuple[CampaignSend, int | None]:
+    """The send a call works on: the unfinished ``row``, continued (and the customer id it
+    continues after), or a new one; audited either way."""
+    target = "campaign:%d" % campaign.id
+    if row is not None:
+        audit.record(
+            session, actor, "campaign.send", target, send=row.id, resumed_after=row.last_customer_id
+        )
+        return row, row.last_customer_id
     row = CampaignSend(
-        campaign_id=campaign.id, campaign_version=campaign.version, at=now, actor=actor, counts={}
+        campaign_id=campaign.id,
+        campaign_version=campaign.version,
+        at=now,
+        actor=actor,
+        counts=dict.fromkeys(COUNTS, 0),
+        status=SENDING,
+        last_customer_id=0,
+        updated_at=now,
     )
     session.add(row)
     session.flush()
-    counts: dict[str, int] = dict.fromkeys(COUNTS, 0)
+    audit.record(session, actor, "campaign.send", target, send=row.id)
+    return row, None
+
+
+def _page(
+    session: Session, campaign_id: int, send_id: int | None, actor: str, now: dt.datetime
+) -> _Page:
+    """Stage the next page of the campaign's send: the call's first page (``send_id`` None)
+    continues the unfinished send or starts one; later pages continue ``send_id``."""
+    campaign = _take_turn(session, campaign_id)
+    if send_id is None:
+        row = _unfinished(session, campaign_id)
+    else:
+        row = session.get(CampaignSend, send_id, populate_existing=True)
+        if row is not None and row.status != SENDING:  # another call finished it meanwhile
+            return _Page(row, [], None)
+    try:
+        campaign = _check(campaign, campaign_id, now)
+    except Conflict as exc:
+        if row is None:
+            raise
+        raise Conflict(
+            "%s (send %d stopped after customer %d: sending again continues it)"
+            % (exc.message, row.id, row.last_customer_id)
+        ) from None
+    resumed_after = None
+    if send_id is None:
+        row, resumed_after = _begin(session, campaign, row, actor, now)
+    elif row is None:  # a send goes only with its campaign, found above
+        raise NotFound("no send %d" % send_id)
+    customers = list(
+        session.scalars(
+            select(Customer)
+            .where(Customer.active.is_(True), Customer.id > row.last_customer_id)
+            .order_by(Customer.id)
+            .limit(PAGE)
+        )
+    )
+    counts = {key: int(row.counts.get(key, 0)) for key in COUNTS}
     notes: list[Note] = []
-    gateway = "send:%d" % row.id
     source = {"send": row.id, "campaign": str(campaign.id)}
-    for place, customer in enumerate(_audience(session), start=1):
+    for customer in customers:
         done = deliver(
             session,
             campaign,
             customer,
-            gateway=gateway,
-            event_id=place,
+            gateway="send:%d" % row.id,
+            event_id=counts["decided"] + 1,  # the customer's place in the send
             branch_id=None,
             branch_code=None,
             now=now,
             source=source,
         )
-        counts["decided"] += 1
+        _count(counts, done)
         if done.note is not None:
             notes.append(done.note)
-            counts["notified"] += 1
-        elif not done.consented:
-            counts["no_consent"] += 1
-        else:
-            counts["not_offered"] += 1
-    row.counts = counts
+    row.counts = counts  # a new dict: JSON columns do not track changes inside
+    row.updated_at = now
+    if customers:
+        row.last_customer_id = customers[-1].id
+    if len(customers) < PAGE:  # the audience is through
+        row.status = DONE
+        row.finished_at = now
+        audit.record(
+            session,
+            actor,
+            "campaign.send.done",
+            "campaign:%d" % campaign.id,
+            send=row.id,
+            **counts,
+        )
     session.flush()
-    audit.record(
-        session, actor, "campaign.send", "campaign:%d" % campaign.id, send=row.id, **counts
-    )
-    return SendResult(row, notes)
+    return _Page(row, notes, resumed_after)
 
 
-def send_out(row: CampaignSend) -> dict[str, Any]:
-    """A send as the API and the CLI show it."""
+def send(
+    session: Session,
+    campaign_id: int,
+    actor: str,
+    now: dt.datetime,
+    push: Callable[[list[Note]], object] | None = None,
+) -> SendResult:
+    """Send app or wearable campaign ``campaign_id`` to its audience now (module docstring):
+    ``PAGE`` customers at a time, each page committed (with whatever the caller had
+    staged before) and its notifications then handed to ``push``. The campaign's unfinished
+    send, if any, is continued instead of starting a new one. ``NotFound``, ``Invalid`` (a
+    kiosk campaign) or ``Conflict`` (not active, not started, ended) as one line; a failure
+    leaves the pages before it committed and the send resumable. Audited."""
+    send_id: int | None = None
+    resumed_after: int | None = None
+    while True:
+        try:
+            page = _page(session, campaign_id, send_id, actor, now)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        if send_id is None:
+            send_id, resumed_after = page.send.id, page.resumed_after
+        if push is not None and page.notes:
+            push(page.notes)
+        if page.send.status != SENDING:
+            return SendResult(page.send, resumed_after)
+
+
+def send_out(done: SendResult) -> dict[str, Any]:
+    """A call of ``send`` as the API and the CLI show it: the send, and where the call
+    continued it (``resumed_after``, None for a new send)."""
+    row = done.send
     return {
         "id": row.id,
         "campaign_id": row.campaign_id,
         "campaign_version": row.campaign_version,
         "at": utc(row.at),
         "actor": row.actor,
+        "status": row.status,
+        "last_customer_id": row.last_customer_id,
+        "updated_at": utc(row.updated_at),
+        "finished_at": None if row.finished_at is None else utc(row.finished_at),
         **{key: int(row.counts.get(key, 0)) for key in COUNTS},
+        "resumed_after": done.resumed_after,
     }

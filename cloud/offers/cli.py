@@ -215,7 +215,8 @@ def set_fields(
 def send(config_file: Path | None, data_dir: Path | None, campaign: str, as_json: bool) -> None:
     """Send app or wearable CAMPAIGN (its id or name) to its audience now: every active
     customer decided and logged; those it is offered to get it in their inbox, once within
-    the campaign's cap window."""
+    the campaign's cap window. A page of customers is committed at a time; a send that
+    stopped half-way (killed, a database error) is continued by sending again."""
     from cloud.fleet.errors import NotFound
     from cloud.identity.models import utcnow
     from cloud.notifications import offers as inbox_offers
@@ -223,18 +224,25 @@ def send(config_file: Path | None, data_dir: Path | None, campaign: str, as_json
     from cloud.offers.kiosk import find_campaign
     from cloud.people.commands import actor
 
+    channel = LoggingChannel()  # no push service here: logged
+
     def work(db: Any) -> Any:
         found = find_campaign(db, campaign)
         if found is None:
             raise NotFound("no campaign %r" % campaign)
-        return inbox_offers.send(db, found.id, actor(), utcnow())
+        return inbox_offers.send(
+            db, found.id, actor(), utcnow(), push=lambda notes: push_all(channel, notes)
+        )
 
     done = _run(config_file, data_dir, work)
-    push_all(LoggingChannel(), done.notes)  # no push service here: logged
-    out = inbox_offers.send_out(done.send)
+    out = inbox_offers.send_out(done)
     if as_json:
         click.echo(json.dumps(_plain(out)))
         return
+    if out["resumed_after"] is not None:
+        click.echo(
+            "continuing send %d, stopped after customer %d" % (out["id"], out["resumed_after"])
+        )
     click.echo(
         "send %d of campaign %d (v%d): %d customers decided, %d notified, %d without "
         "consent, %d not offered (audience, cap or in the inbox already)"

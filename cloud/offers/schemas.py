@@ -123,14 +123,31 @@ class SendOut(Schema):
     id = Integer(required=True, metadata={"description": "decisions name it: gateway send:<id>"})
     campaign_id = Integer(required=True)
     campaign_version = Integer(required=True)
-    at = UTCDateTime(required=True)
-    actor = String(required=True)
+    at = UTCDateTime(required=True, metadata={"description": "when the send began"})
+    actor = String(required=True, metadata={"description": "who began it"})
+    status = String(
+        required=True,
+        validate=OneOf(("sending", "done")),
+        metadata={"description": "sending: stopped half-way; sending again continues it"},
+    )
+    last_customer_id = Integer(
+        required=True, metadata={"description": "active customers up to this id decided"}
+    )
+    updated_at = UTCDateTime(
+        required=True, metadata={"description": "the time of the call that committed the last page"}
+    )
+    finished_at = UTCDateTime(allow_none=True, required=True)
     decided = Integer(required=True, metadata={"description": "active customers decided"})
     notified = Integer(required=True, metadata={"description": "offers put in an inbox"})
     no_consent = Integer(
-        required=True, metadata={"description": "no consent to presence in branches"}
+        required=True, metadata={"description": "no consent to personalised offers"}
     )
     not_offered = Integer(
         required=True,
         metadata={"description": "not in the audience, capped, or in the inbox already"},
+    )
+    resumed_after = Integer(
+        allow_none=True,
+        required=True,
+        metadata={"description": "this call continued a stopped send after that customer id"},
     )

@@ -6,7 +6,9 @@
 - ``POST /api/offers/campaigns/<id>/send``: send an app or wearable campaign to its
   audience now (``cloud.notifications.offers.send``): every active customer decided and
   logged, the offer put in the inbox of those it is for, once per customer within the
-  campaign's cap window; pushed after the commit (``cloud.notifications.push.current_channel``);
+  campaign's cap window; a page of customers per transaction, each page's notifications
+  pushed after its commit (``cloud.notifications.push.current_channel``); a send that
+  stopped half-way is continued by the next one (the same send id);
 - ``GET /api/offers/decisions`` (``?campaign=&offered=&limit=``): the newest decisions to
   offer or not, with their reasons. Operations see that a customer was involved, not who
   (``cloud.access``): the customer's id and attributes are left out for them.
@@ -101,7 +103,8 @@ def patch_campaign(campaign_id: int, json_data: dict[str, Any]) -> dict[str, Any
 @bp.output(SendOut)
 @bp.doc(
     summary="Send an app or wearable campaign to its audience now: each active customer "
-    "decided and logged; offered ones get it in their inbox, once within the cap window",
+    "decided and logged; offered ones get it in their inbox, once within the cap window. "
+    "A send that stopped half-way is continued, not started again",
     security=SECURITY,
     responses=signed_in(404, 409, 422),
 )
@@ -109,11 +112,15 @@ def send_campaign(campaign_id: int) -> dict[str, Any]:
     from cloud.notifications import offers as inbox_offers
     from cloud.notifications.push import current_channel, push_all
 
-    db = session()
-    done = inbox_offers.send(db, campaign_id, current_principal().actor, utcnow())
-    db.commit()
-    push_all(current_channel(), done.notes)
-    return inbox_offers.send_out(done.send)
+    channel = current_channel()
+    done = inbox_offers.send(
+        session(),
+        campaign_id,
+        current_principal().actor,
+        utcnow(),
+        push=lambda notes: push_all(channel, notes),
+    )
+    return inbox_offers.send_out(done)
 
 
 @bp.get("/api/offers/decisions")

@@ -155,7 +155,8 @@ def active_campaign(
 def sent_app_campaign(session: Session, now: dt.datetime, **values: Any) -> int:
     """An active app campaign (``active_campaign``'s ``values``) that cloud operations
     created and sent to its audience at ``now``, as ``POST .../send`` does: offered
-    customers get it in their inbox. Its id; the caller commits."""
+    customers get it in their inbox. Its id; the send commits (with what the session had
+    staged before)."""
     campaign = active_campaign(session, now, channel="app", actor=OPERATIONS, **values)
     inbox_offers.send(session, campaign, OPERATIONS, now)
     return campaign

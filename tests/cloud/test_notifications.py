@@ -299,15 +299,20 @@ def test_an_app_campaign_sent_twice_notifies_once_and_logs_every_decision(
     travel = app_campaign(client, "travel")
     first = send(client, travel)
     assert first.status_code == 200, first.json
-    assert {k: v for k, v in body(first).items() if k not in ("at", "id")} == {
+    times = ("at", "updated_at", "finished_at")
+    assert {k: v for k, v in body(first).items() if k not in ("id", *times)} == {
         "campaign_id": travel,
         "campaign_version": 1,
         "actor": "operator:ops",
+        "status": "done",
+        "last_customer_id": people["ben"],
+        "resumed_after": None,
         "decided": 2,
         "notified": 1,
         "no_consent": 1,
         "not_offered": 0,
     }
+    assert len({body(first)[k] for k in times}) == 1  # one page: begun, updated, finished
     again = send(client, travel)
     assert again.status_code == 200
     assert (body(again)["notified"], body(again)["not_offered"]) == (0, 1)
