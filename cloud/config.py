@@ -68,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "alert_drift_halflife": None,
     "alert_drift_limit": None,
     "alert_beacon_silent": None,
+    "alert_envelopes_rejected": None,
     "ingest_thresholds": None,
 }
 
@@ -95,6 +96,7 @@ OPTIONAL = frozenset(
         "alert_drift_halflife",
         "alert_drift_limit",
         "alert_beacon_silent",
+        "alert_envelopes_rejected",
         "ingest_thresholds",
     )
 )

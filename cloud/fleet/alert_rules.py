@@ -25,6 +25,16 @@ update, resolve); this module only decides.
   Like the other counter rules it compares reports inside the window: a gateway that was
   off for longer than the window has no report before the loss to compare with, and the
   loss shows only in its health records (a known gap).
+- ``envelopes_rejected``: the cloud itself refused ``envelopes_rejected`` or more of a
+  gateway's or kiosk's sealed envelopes over the current and previous hour
+  (``cloud.ingest.rejections`` counts them per sender, reason and hour; fed by
+  ``cloud.fleet.rejection_alerts``): critical if any was refused for a reason that says the
+  key is wrong or someone forges (``SECURITY_REASONS``), else warning. Once open it stays
+  open while the window holds any rejection, and resolves when the window is clean (the
+  hourly buckets only grow, then leave the window whole: without this, an alert would close
+  as the busier bucket leaves and open again at the next few rejections). Rejections of no
+  inventory sender (``unknown``) belong to no device and open no alert: see
+  ``bankiot_rejections_unknown_sender`` (``cloud.fleet.alert_metrics``).
 
 Counters are cumulative since the gateway booted and start again at zero after a reboot.
 An increase is counted the way Prometheus' ``increase()`` counts it: between two
@@ -49,6 +59,7 @@ whole numbers:
 | ``alert_drift_halflife`` | 3600 | 60..86400 | half-life of the drift baseline (EWMA), seconds |
 | ``alert_drift_limit`` | 10 | 3..1000 | CUSUM decision interval, in robust standard deviations |
 | ``alert_beacon_silent`` | 900 | 60..604800 | seconds a branch beacon may go unheard |
+| ``alert_envelopes_rejected`` | 10 | 1.. | envelopes the cloud rejected over two hours |
 
 ``cabinet_drift`` and ``beacon_silent`` are decided by ``cloud.fleet.anomaly_rules`` (from
 readings, not from a device's snapshot) and fed by ``cloud.fleet.anomalies``.
@@ -72,6 +83,7 @@ DECODE_FAILURES = "decode_failures"
 DATA_LOST = "data_lost"
 CABINET_DRIFT = "cabinet_drift"
 BEACON_SILENT = "beacon_silent"
+ENVELOPES_REJECTED = "envelopes_rejected"
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -87,10 +99,14 @@ KINDS: Mapping[str, str] = {
     DATA_LOST: "a gateway lost readings it had accepted (queue full, or a power cut)",
     CABINET_DRIFT: "a sensor's temperature or acceleration drifts from its own baseline",
     BEACON_SILENT: "a branch beacon is not heard by its branch's gateways, which are online",
+    ENVELOPES_REJECTED: "the cloud rejects a gateway's or kiosk's sealed envelopes",
 }
 
 GATEWAY_KINDS = frozenset(("gateway", "kiosk"))
 BATTERY_HYSTERESIS = 5  # percent: a battery at the threshold's edge would open and close
+# Rejection reasons (``cloud.ingest.stats``) that say the sender's key is wrong or revoked,
+# or that someone forges: critical. The others (malformed, undecodable...) are warnings.
+SECURITY_REASONS = frozenset(("forged", "wrong_gateway", "unknown_key", "revoked"))
 
 _MAX_INT = 2**31 - 1
 
@@ -110,6 +126,7 @@ class Thresholds:
     drift_halflife: int = 3600
     drift_limit: int = 10
     beacon_silent: int = 900
+    envelopes_rejected: int = 10
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Thresholds:
@@ -149,6 +166,7 @@ _RANGES: Mapping[str, tuple[int, int]] = {
     "drift_halflife": (60, 86400),
     "drift_limit": (3, 1000),
     "beacon_silent": (60, 7 * 86400),
+    "envelopes_rejected": (1, _MAX_INT),
 }
 
 
@@ -296,6 +314,37 @@ def _counters(snapshot: Snapshot, limits: Thresholds) -> list[Condition]:
         detail = {"dropped_batches": dropped, "open_batches_lost": open_lost, **common}
         found.append(Condition(DATA_LOST, CRITICAL, detail))
     return found
+
+
+@dataclass(frozen=True)
+class Rejections:
+    """A device's rejected envelopes over the window: ``reasons`` (reason -> count), when
+    the first and the last of them arrived, and the window's first hour (``since``)."""
+
+    reasons: Mapping[str, int]
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    since: dt.datetime
+
+
+def rejected_condition(
+    rejections: Rejections, thresholds: Thresholds, already_open: bool = False
+) -> Condition | None:
+    """``envelopes_rejected`` if the window's rejections reach ``thresholds``, or, when the
+    alert is ``already_open``, while the window holds any (module docstring)."""
+    total = sum(rejections.reasons.values())
+    if total < (1 if already_open else thresholds.envelopes_rejected):
+        return None
+    security = any(reason in SECURITY_REASONS for reason in rejections.reasons)
+    detail = {
+        "rejected": total,
+        "reasons": dict(sorted(rejections.reasons.items())),
+        "threshold": thresholds.envelopes_rejected,
+        "since": rejections.since.isoformat(),
+        "first_seen": rejections.first_seen.isoformat(),
+        "last_seen": rejections.last_seen.isoformat(),
+    }
+    return Condition(ENVELOPES_REJECTED, CRITICAL if security else WARNING, detail)
 
 
 def evaluate(

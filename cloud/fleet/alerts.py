@@ -21,8 +21,10 @@ What a check reads, in three queries whatever the size of the fleet:
    counters taken out of the JSON by the database, in the order the batches were sealed;
 3. the open alerts;
 
-and the two of ``cloud.fleet.anomalies`` (sensors' readings for drift, branch beacons'
-last heard) for ``cabinet_drift`` and ``beacon_silent``.
+the two of ``cloud.fleet.anomalies`` (sensors' readings for drift, branch beacons'
+last heard) for ``cabinet_drift`` and ``beacon_silent``; and the one of
+``cloud.fleet.rejection_alerts`` (the ingest's hourly rejection counts) for
+``envelopes_rejected``.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from cloud.fleet.alert_rules import (
 )
 from cloud.fleet.anomalies import BranchGateways, beacon_conditions, drift_conditions
 from cloud.fleet.models import Device
+from cloud.fleet.rejection_alerts import rejection_conditions
 from cloud.ingest import retention
 from cloud.ingest.models import BatchReceipt, DeviceEvent, GatewayHealth, Reading, utc
 
@@ -263,7 +266,7 @@ def _conditions(
 ) -> Iterator[tuple[int, int, Condition]]:
     """(device id, branch id, condition) of every condition that holds at ``now``: the
     snapshot rules', then the anomaly rules' (``cloud.fleet.anomalies``), which learn from
-    the snapshots which gateways are online."""
+    the snapshots which gateways are online, then the rejected envelopes'."""
     branches: dict[int, BranchGateways] = {}
     for branch_id, snapshot in load_snapshots(session, thresholds, now):
         found = evaluate(snapshot, thresholds, now, open_kinds.get(snapshot.device_id, ()))
@@ -274,6 +277,7 @@ def _conditions(
             yield snapshot.device_id, branch_id, condition
     yield from drift_conditions(session, thresholds, now, RETIRED_STATUSES)
     yield from beacon_conditions(session, thresholds, now, branches)
+    yield from rejection_conditions(session, thresholds, now, RETIRED_STATUSES, open_kinds)
 
 
 def check_alerts(session: Session, thresholds: Thresholds, now: dt.datetime) -> CheckSummary:
