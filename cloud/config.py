@@ -25,8 +25,10 @@ runs on a configuration it half understood.
 | release_keys | none | more trusted release public keys: ``.pub`` paths, comma-separated |
 | alert_* | see ``cloud.fleet.alert_rules`` | fleet alert thresholds (offline, queue, drift, ...) |
 | ingest_thresholds | none | readings' threshold crossings as events (``cloud.ingest.thresholds``) |
+| push_url | none | the bank's push gateway (https; http to loopback only); unset: logged |
+| push_secret | none | HMAC-SHA256 key of each push (needed with push_url; never logged) |
 
-The last twelve rows are optional: unset, the area that reads them uses its default.
+The last fourteen rows are optional: unset, the area that reads them uses its default.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ DEFAULTS: dict[str, Any] = {
     "alert_beacon_silent": None,
     "alert_envelopes_rejected": None,
     "ingest_thresholds": None,
+    "push_url": None,
+    "push_secret": None,
 }
 
 # Settings left out of the Flask config when unset, so their area's own default applies.
@@ -98,6 +102,8 @@ OPTIONAL = frozenset(
         "alert_beacon_silent",
         "alert_envelopes_rejected",
         "ingest_thresholds",
+        "push_url",
+        "push_secret",
     )
 )
 
@@ -148,6 +154,10 @@ def load_config(
             raise ConfigError("unknown setting %r" % key)
         if value is not None:
             values[key] = value
+    if values["push_url"]:  # refused at start, in one line, not at the first push
+        from cloud.notifications.webhook import check_settings
+
+        check_settings(values["push_url"], values["push_secret"])
     data_dir = Path(values["data_dir"])
     if values["database_url"] is None:
         values["database_url"] = "sqlite:///%s" % (data_dir / "bankiot.sqlite3")

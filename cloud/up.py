@@ -18,10 +18,11 @@ Background tasks: ``BACKGROUND_TASKS`` is the hook list for periodic work that r
 ingest (a fleet supervisor, for example). Each is ``task(database, stop)``, a coroutine that
 runs until the ``asyncio.Event`` ``stop`` is set and then returns promptly; an exception
 in one is logged and does not stop the others. A task that takes a third parameter is
-called ``task(database, stop, context)`` with a ``Background``: ingest's key source and a
+called ``task(database, stop, context)`` with a ``Background``: ingest's key source, a
 publisher of sealed downlink messages (a connection of its own to the broker), usable from
-the loop or, through ``publish_from_thread``, from a worker thread. Append to the list
-before ``run`` starts (at import time of the module that provides the task).
+the loop or, through ``publish_from_thread``, from a worker thread, and ``up``'s settings.
+Append to the list before ``run`` starts (at import time of the module that provides the
+task).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -204,12 +205,13 @@ PUBLISH_SECONDS = 10.0
 @dataclass(frozen=True)
 class Background:
     """What ``up`` gives the background tasks that take a third parameter: ingest's key
-    source, ``publish`` (a coroutine sending sealed downlink messages, QoS 1) and the loop
-    it runs on."""
+    source, ``publish`` (a coroutine sending sealed downlink messages, QoS 1), the loop
+    it runs on, and ``up``'s settings (``cloud.config``)."""
 
     key_source: KeySource
     publish: Callable[[Sequence[Outgoing]], Awaitable[None]]
     loop: asyncio.AbstractEventLoop
+    config: Mapping[str, Any] = field(default_factory=dict)
 
     def publish_from_thread(self, outgoing: Outgoing) -> None:
         """Publish one message from a thread other than the loop's (a worker's
@@ -328,7 +330,9 @@ async def _serve(
         # under one client id, and the broker drops the older.
         background_publisher = supervisor.MqttPublisher(host, port, tls_context=tls_context)
         stack.push_async_callback(background_publisher.close)
-        context = Background(ingest.key_source, background_publisher, asyncio.get_running_loop())
+        context = Background(
+            ingest.key_source, background_publisher, asyncio.get_running_loop(), config
+        )
         tasks = [
             worker.run(stop),
             service.keep_partitions(ingest.database, stop),

@@ -41,8 +41,9 @@ The export (``export``), format ``bankiot-customer-data/1``; times ISO 8601 UTC:
     offer_decisions [{at, outcome, offered, reasons, inputs, version, gateway, branch}]
                                                           offered: [{id, title}]
     offer_results   [{campaign, outcome, channel, branch, gateway, at}]  campaign: {id, title}
-    notifications   [{channel, source, title, text, campaign, created_at, read_at}]
-                                                          campaign: {id, title} or null
+    notifications   [{channel, source, title, text, campaign, created_at, read_at,
+                      relayed_at}]                        campaign: {id, title} or null;
+                                                          relayed_at: passed on to the watch
     app_decisions   [{app, at, subject, outcome, reasons, inputs, version}]
                                                           app: shopping, loan, holdings;
                                                           inputs without staff's names
@@ -594,6 +595,7 @@ def _decisions_export(
             "campaign": None if n.campaign_id is None else campaign(n.campaign_id),
             "created_at": iso(n.created_at),
             "read_at": iso(n.read_at),
+            "relayed_at": iso(n.relayed_at),
         }
         for n in session.scalars(
             select(Notification)

@@ -24,6 +24,10 @@ Routes::
     POST /customer/notifications/<id>/read     mark one read (404 unless it is yours)
     POST /customer/notifications/<id>/answer   outcome=accepted|declined: an offer's answer
                                  (``offer_results``; 404 unless yours, 409 answered or ended)
+    POST /customer/notifications/<id>/relayed  the phone app passed a wearable notification
+                                 on to the watch: JSON ``{id, relayed_at}`` (the first time
+                                 counts); JSON 401 signed out, 404 unless yours, 409 not for
+                                 a wearable
 
 Every POST carries the form's CSRF token (``accounts``); a missing or wrong one gets 403 and
 changes nothing. A refused form comes back with one line saying why and the status: 401
@@ -478,6 +482,23 @@ def notification_answer(notification_id: int) -> Response:
     )
     db.commit()
     return _back_to_inbox()
+
+
+@bp.post("/notifications/<int:notification_id>/relayed")
+def notification_relayed(notification_id: int) -> Response:
+    signed = _signed_in()
+    if signed is None:
+        return make_response(jsonify(error="signed out"), 401)
+    db = session()
+    try:
+        row = inbox.mark_relayed(db, signed[0].id, notification_id, utcnow())
+    except inbox.NotificationError as exc:
+        db.rollback()
+        status = 404 if isinstance(exc, inbox.NotFound) else 409
+        return make_response(jsonify(error=str(exc)), status)
+    db.commit()
+    relayed = inbox.item_out(row, None)["relayed_at"]
+    return jsonify(id=row.id, relayed_at=relayed)
 
 
 # ---- wiring ---------------------------------------------------------------------------------

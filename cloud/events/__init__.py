@@ -21,8 +21,9 @@ API; ``bankiot cloud up`` runs the live worker beside ingest (``background``), w
 needs to send a rule's offer to its kiosk (``executor_for``: sealed with ingest's keys,
 published through ``up``'s broker connection), and ``bankiot events run`` runs it on its
 own (``standalone``: with a broker, the same sealed offers published QoS 1 on a connection
-of its own; without one, offers are only logged). The worker's counters (``STATS``) join
-the app's metrics registry, so ``/metrics`` of ``cloud up`` shows them.
+of its own; without one, offers are only logged), with the notifications' pusher beside it.
+The worker's counters (``STATS``) join the app's metrics registry, so ``/metrics`` of
+``cloud up`` shows them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from cloud.events.actions import Executor
     from cloud.events.library import RuleLibrary
     from cloud.ingest.keys import KeySource
+    from cloud.notifications.push import PushChannel
     from cloud.up import Background
 
 EXTENSION = "bankiot.events"
@@ -94,10 +96,13 @@ async def standalone(
     broker: tuple[str, int, ssl.SSLContext | None] | None,
     stop: asyncio.Event,
     stats: WorkerStats | None = None,
+    push: PushChannel | None = None,
 ) -> None:
     """``bankiot events run``: the live worker until ``stop`` is set, and beside it the
     risk-aware shopping pass that consumes its decisions (as under ``cloud up``; each rule
-    decision is decided once even with ``cloud up`` running too: UNIQUE per decision). With
+    decision is decided once even with ``cloud up`` running too: UNIQUE per decision) and
+    the notifications' pusher, to ``push`` (default: only logged; two pushers never push
+    one notification twice: ``cloud.notifications.pusher``). With
     ``broker`` (host, port, TLS context) the rules' offers are sealed with ``keys`` and
     published QoS 1 on a connection of the worker's own, as under ``cloud up``; without,
     only logged."""
@@ -105,6 +110,8 @@ async def standalone(
     from cloud.apps.shopping import run as shopping
     from cloud.events.worker import EventWorker
     from cloud.fleet.supervisor import MqttPublisher
+    from cloud.notifications.push import LoggingChannel
+    from cloud.notifications.pusher import Pusher
     from cloud.up import Background
 
     publisher = None
@@ -120,6 +127,7 @@ async def standalone(
         await asyncio.gather(
             EventWorker(database, library, executor, stats=stats).run(stop),
             shopping(ShoppingApp(database), stop),
+            Pusher(database, push or LoggingChannel()).run(stop),
         )
     finally:
         if publisher is not None:

@@ -162,15 +162,18 @@ def run(
     keyfile: Path | None,
     metrics: str | None,
 ) -> None:
-    """Run the live worker: new device events through the rules, until stopped."""
+    """Run the live worker: new device events through the rules, until stopped; beside it
+    the shopping pass and the notifications' pusher (to push_url, else only logged)."""
     from cloud import events as package
     from cloud.cli import broker_from, start_metrics
     from cloud.events.library import RuleLibrary, rules_folder
     from cloud.events.stats import WorkerStats
     from cloud.ingest import service
     from cloud.migrations import upgrade
+    from cloud.notifications.pusher import channel_from, describe
 
     config = settings(config_file, data_dir, broker_url=broker)
+    push = channel_from(config)  # load_config has refused unusable push settings already
     # The broker is checked before anything starts: a bad URL or certificate is one line.
     where = broker_from(config, cafile, certfile, keyfile) if config["BROKER_URL"] else None
     upgrade(config["DATABASE_URL"])
@@ -188,8 +191,9 @@ def run(
         click.echo("no broker configured (--broker or broker_url): offers are only logged")
     else:
         click.echo("publishing offers to %s:%d" % (where[0], where[1]))
+    click.echo(describe(push))
     service.run_until_signalled(
         lambda stop: package.standalone(
-            ingest.database, library, ingest.key_source, where, stop, stats
+            ingest.database, library, ingest.key_source, where, stop, stats, push
         )
     )

@@ -2,8 +2,12 @@
 own, mark them read, and answer an offer.
 
 ``add`` stages a row in the session of the decision that caused it (the rule worker's pass,
-a shopping or holdings decision, an offer's decision) and returns the ``Note`` to push after
-the commit (``push``): the notification exists exactly when its decision was committed.
+a shopping or holdings decision, an offer's decision) and returns the ``Note`` for the
+post-commit hook (``push``): the notification exists exactly when its decision was
+committed, and is due for the pusher (``pusher``: the outbox) from then on.
+
+``mark_relayed``: the customer's phone app says it passed a ``wearable`` notification on to
+the watch (``relayed_at``, set once).
 
 Every read and change names the customer: a notification is found by its id *and* the
 signed-in customer's id, so another customer's notification is "not found", never shown,
@@ -91,6 +95,8 @@ def add(
         offer_decision_id=offer_decision_id,
         created_at=now,
         read_at=None,
+        push_attempts=0,
+        next_push_at=now,  # the outbox: due for the pusher as soon as it is committed
     )
     session.add(row)
     session.flush()
@@ -176,6 +182,21 @@ def mark_all_read(session: Session, customer_id: int, now: dt.datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def mark_relayed(
+    session: Session, customer_id: int, notification_id: int, now: dt.datetime
+) -> Notification:
+    """Record that the customer's phone passed their ``wearable`` notification on (staged;
+    the first time counts). ``NotFound`` if it is not theirs; ``Refused`` if it is not for
+    a wearable."""
+    row = _own(session, customer_id, notification_id)
+    if row.channel != "wearable":
+        raise Refused("This notification is not for a wearable.")
+    if row.relayed_at is None:
+        row.relayed_at = now
+        session.flush()
+    return row
+
+
 def answers(session: Session, customer_id: int, ids: Sequence[int]) -> dict[int, str]:
     """The answers (``accepted`` / ``declined``) the customer gave to the offers among the
     notifications ``ids``, by notification id."""
@@ -238,4 +259,5 @@ def item_out(row: Notification, answered: str | None) -> dict[str, Any]:
         "offer": row.campaign_id is not None,
         "answer": answered,
         "relay_to_wearable": row.channel == "wearable",
+        "relayed_at": None if row.relayed_at is None else utc(row.relayed_at).isoformat(),
     }

@@ -11,7 +11,12 @@
   committed. Personal data: exported and erased with the customer (``cloud.customers``),
   purged after ``notifications`` retention (``cloud.ingest.retention``, by ``created_at``).
   Ids are never reused (AUTOINCREMENT on SQLite): offer results name a notification by its
-  id and outlive it.
+  id and outlive it. The push outbox (``pusher``, migration ``0023_notification_delivery``):
+  ``next_push_at`` is when the pusher may take it next (set to ``created_at`` when stored;
+  null once pushed or given up), ``push_attempts`` how often it was taken, ``pushed_at``
+  when the push gateway took it (null until then; rows older than the outbox count as
+  pushed). ``relayed_at``: when the customer's phone app said it passed a ``wearable``
+  notification on to the watch (set once).
 - ``campaign_sends``: one row per time cloud operations sent an app or wearable campaign to
   its audience (``offers``): when, by whom, which campaign version, and how many customers
   were decided, notified and refused. A send goes through the audience a page at a time,
@@ -66,6 +71,10 @@ class Notification(Base):
     )
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
     read_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    pushed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    push_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_push_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    relayed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 SENDING, DONE = "sending", "done"  # a send's status

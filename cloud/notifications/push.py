@@ -1,17 +1,25 @@
-"""The post-commit push hook: after the transaction that stored a notification commits, its
-``Note`` goes to a ``NotificationChannel``, where a push service for the customer's phone
-plugs in (the inbox itself needs no push: the app polls it).
+"""Pushing notifications to the customer's phone: the post-commit hook, and the channels the
+outbox's pusher hands notifications to.
 
-The web app's channel is ``app.extensions[EXTENSION]`` (``current_channel``: a
-``LoggingChannel`` unless one was installed). The default ``LoggingChannel`` only logs the
-notification's id, channel and source, never the customer, the text or an address (the
-inbox row holds those). A push that fails is logged and not retried: the notification is
-in the inbox either way.
+**The hook.** After the transaction that stored a notification commits, its ``Note`` goes
+to a ``NotificationChannel`` (``notify``, ``push_all``). The web app's is
+``app.extensions[EXTENSION]`` (``current_channel``: a ``LoggingChannel`` unless one was
+installed). It is an in-process hook only: a failure there is logged and not retried, and
+delivery never depends on it, because the row itself is the outbox.
+
+**The outbox.** ``pusher`` takes every stored notification not yet pushed and hands it, as
+a ``Push``, to a ``PushChannel``: the bank's push gateway (``webhook.WebhookChannel``, when
+``PUSH_URL`` is set) or, by default, a ``LoggingChannel``. At least once: a ``Push`` carries
+the notification's id, the gateway's idempotency key.
+
+``LoggingChannel`` logs only a notification's id, channel and source, never the customer,
+the text or an address (the inbox row holds those).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,6 +28,7 @@ from flask import current_app
 
 log = logging.getLogger(__name__)
 EXTENSION = "bankiot.notifications.channel"
+KEEP = 1000
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,35 @@ class Note:
     source: str
     title: str
     text: str
+
+
+@dataclass(frozen=True)
+class Push:
+    """A notification as the push gateway gets it: ``customer`` is the cloud's customer
+    number (``customers.id``: the account the phone app signs in with; the cloud holds no
+    other customer reference and never sends an email or a name)."""
+
+    id: int
+    customer: int
+    channel: str
+    source: str
+    title: str
+    text: str
+    relay_to_wearable: bool
+
+
+class PushFailed(Exception):
+    """A push the gateway did not take (tried again later); the message is one line without
+    customer data."""
+
+
+class PushChannel(Protocol):
+    """Where the outbox's pusher delivers a notification (the bank's push gateway)."""
+
+    def push(self, message: Push) -> None:
+        """Deliver ``message``; return only once the gateway has taken it, else raise
+        (``PushFailed``)."""
+        ...
 
 
 class NotificationChannel(Protocol):
@@ -52,11 +90,14 @@ class NotificationChannel(Protocol):
 
 
 class LoggingChannel:
-    """A ``NotificationChannel`` that only logs (until a push service is connected); keeps
-    what it was asked in ``sent`` for inspection."""
+    """A ``NotificationChannel`` and ``PushChannel`` that only logs (no push gateway
+    configured); keeps what it was given in ``sent`` (the hook) and the newest ``KEEP`` in
+    ``pushed`` (the pusher) for inspection."""
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
+        # The newest only: the pusher's default channel lives as long as the process.
+        self.pushed: deque[Push] = deque(maxlen=KEEP)
 
     def notify(
         self,
@@ -79,6 +120,11 @@ class LoggingChannel:
         )
         log.info("notification %d on %s (from %s)", notification_id, channel, source)
 
+    def push(self, message: Push) -> None:
+        """Log the push (its id, channel and source only): no gateway to take it."""
+        self.pushed.append(message)
+        log.info("notification %d pushed to no gateway (logged only)", message.id)
+
 
 def notify(channel: NotificationChannel, note: Note) -> None:
     """Hand ``note`` to ``channel`` (after its commit); a failure raises."""
@@ -100,7 +146,7 @@ def push_all(channel: NotificationChannel, notes: Iterable[Note]) -> int:
             notify(channel, note)
         except Exception:
             failed += 1
-            log.exception("push of notification %d failed (it is in the inbox)", note.id)
+            log.exception("hook of notification %d failed (the outbox still pushes it)", note.id)
     return failed
 
 

@@ -109,14 +109,26 @@ def test_events_run_says_once_whether_offers_are_published(
     quiet = CliRunner().invoke(events_cli, ["run", *data], env=env)
     assert quiet.exit_code == 0, quiet.output
     assert quiet.output.splitlines()[1:] == [
-        "no broker configured (--broker or broker_url): offers are only logged"
+        "no broker configured (--broker or broker_url): offers are only logged",
+        "no push gateway configured (push_url): notifications are only logged",
     ]
     url = "mqtt://%s:%d" % (mosquitto.host, mosquitto.port)
     loud = CliRunner().invoke(events_cli, ["run", *data, "--broker", url], env=env)
     assert loud.exit_code == 0, loud.output
     assert loud.output.splitlines()[1:] == [
-        "publishing offers to %s:%d" % (mosquitto.host, mosquitto.port)
+        "publishing offers to %s:%d" % (mosquitto.host, mosquitto.port),
+        "no push gateway configured (push_url): notifications are only logged",
     ]
+    pushing = {**env, "BANKIOT_PUSH_URL": "https://push.bank.example/v1?token=x"}
+    unsigned = CliRunner().invoke(events_cli, ["run", *data], env=pushing)
+    assert (unsigned.exit_code, unsigned.output.strip()) == (
+        1,
+        "Error: push_url is set but push_secret is not: pushes must be signed",
+    )
+    signed = {**pushing, "BANKIOT_PUSH_SECRET": "s3cret"}
+    pushes = CliRunner().invoke(events_cli, ["run", *data], env=signed)
+    assert pushes.exit_code == 0, pushes.output
+    assert pushes.output.splitlines()[-1] == "pushing notifications to https://push.bank.example"
     bad = CliRunner().invoke(events_cli, ["run", *data, "--broker", "http://x"], env=env)
     assert bad.exit_code == 1 and len(bad.output.strip().splitlines()) == 1
-    assert ran == [True, True]
+    assert ran == [True, True, True]

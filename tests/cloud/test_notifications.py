@@ -476,6 +476,60 @@ def test_marking_read_one_or_all(
     assert "mark-read" not in page and "Accept" in page
 
 
+def test_the_phone_app_says_it_relayed_a_wearable_notification_once(
+    cloud_app: APIFlask, people: dict[str, int]
+) -> None:
+    from cloud.notifications import inbox
+
+    with database_of(cloud_app).sessions() as session:
+        watch, phone = (
+            inbox.add(
+                session,
+                customer_id=people["anna"],
+                channel=channel,
+                source="holdings",
+                title="Price alert: ACME",
+                text="",
+                now=now(),
+            ).id
+            for channel in ("wearable", "app")
+        )
+        session.commit()
+    anna, ben = Customer(cloud_app), Customer(cloud_app)
+    relayed = "/customer/notifications/%d/relayed"
+    signed_out = anna.post(relayed % watch, {}, anna.csrf("/customer/signin"))
+    assert (signed_out.status_code, signed_out.json) == (401, {"error": "signed out"})
+    anna.sign_in("anna@example.com")
+    ben.sign_in("ben@example.com")
+    assert anna.client.post(relayed % watch).status_code == 403  # no CSRF token
+    token = anna.csrf("/customer/notifications")
+    (before,) = [i for i in inbox_json(anna)["notifications"] if i["id"] == watch]
+    assert (before["relay_to_wearable"], before["relayed_at"]) == (True, None)
+
+    first = anna.post(relayed % watch, {}, token)
+    assert first.status_code == 200 and first.json is not None
+    assert first.json["id"] == watch and first.json["relayed_at"] is not None
+    again = anna.post(relayed % watch, {}, token)  # the app retries: the first time counts
+    assert (again.status_code, again.json) == (200, first.json)
+    other = ben.post(relayed % watch, {}, ben.csrf("/customer/notifications"))
+    assert (other.status_code, other.json) == (404, {"error": "You have no such notification."})
+    not_for_watch = anna.post(relayed % phone, {}, token)
+    assert (not_for_watch.status_code, not_for_watch.json) == (
+        409,
+        {"error": "This notification is not for a wearable."},
+    )
+
+    items = {i["id"]: i for i in inbox_json(anna)["notifications"]}
+    assert (items[watch]["relayed_at"], items[phone]["relayed_at"]) == (
+        first.json["relayed_at"],
+        None,
+    )
+    assert "sent to your watch" in anna.page("/customer/notifications")
+    exported = anna.client.get("/customer/data/export").json
+    assert exported is not None
+    assert [n["relayed_at"] is not None for n in exported["notifications"]] == [True, False]
+
+
 # ---- the customer's data: export, erasure, retention ---------------------------------------------
 
 

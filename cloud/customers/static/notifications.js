@@ -1,7 +1,8 @@
 // The inbox's live updates: ask the inbox's JSON every data-every milliseconds, add the
-// notifications that are new and redraw those whose state changed (read, answered), with
-// the same markup as the server's (_notification.html). Text goes in as text, never as
-// HTML. Forms are plain forms to this origin, with the page's CSRF token. No library.
+// notifications that are new and redraw those whose state changed (read, answered, relayed
+// to the watch), with the same markup as the server's (_notification.html). Text goes in as
+// text, never as HTML. Forms are plain forms to this origin, with the page's CSRF token. No
+// library.
 (function () {
   "use strict";
   var list = document.getElementById("notifications");
@@ -53,7 +54,8 @@
   }
 
   function state(item) {
-    return (item.read ? "read" : "unread") + ":" + (item.answer || "");
+    return (item.read ? "read" : "unread") + ":" + (item.answer || "") + ":" +
+      (item.relayed_at ? "relayed" : "");
   }
 
   function render(item) {
@@ -66,7 +68,9 @@
     }
     var meta = element("div", "meta", item.created_at.slice(0, 16).replace("T", " ") +
       " UTC · " + item.label);
-    if (item.relay_to_wearable) {
+    if (item.relayed_at) {
+      meta.appendChild(element("span", "relay", "· sent to your watch"));
+    } else if (item.relay_to_wearable) {
       meta.appendChild(element("span", "relay", "· for your wearable: your phone app passes it on"));
     }
     li.appendChild(meta);
