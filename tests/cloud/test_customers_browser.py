@@ -25,7 +25,7 @@ from cloud.customers import consent
 from cloud.fleet.bindings_models import WearableBinding
 from tests.cloud.customer_actions import KEY_HEX, PASSWORD, WEARABLE, Kiosks, database_of
 from tests.cloud.fleet_actions import add_branches, add_devices, served_app
-from tests.support.browser import running_chromium
+from tests.support.browser import running_chromium, to_next_page
 
 CODE = "7KQ2M9XD"
 
@@ -62,8 +62,12 @@ class Pages:
         self.driver.find_element(By.ID, element_id).click()
 
     def submit(self, shot: str) -> None:
-        self.driver.find_element(By.ID, "submit").click()
+        self.follow("submit")
         self.shot(shot)
+
+    def follow(self, element_id: str) -> None:
+        """Click the link or button ``element_id`` and wait for the page it leads to."""
+        to_next_page(self.driver, self.driver.find_element(By.ID, element_id).click)
 
     def shot(self, name: str) -> None:
         self.driver.save_screenshot(str(self.shots / ("%s.png" % name)))
@@ -85,7 +89,7 @@ def test_sign_up_pair_with_a_kiosk_code_see_consents_and_withdraw(
         page = Pages(browser, base, tmp_path / "shots")
         page.open("/customer/")  # not signed in: the sign-in page
         assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in"
-        browser.find_element(By.ID, "to-signup").click()
+        page.follow("to-signup")
         page.fill(email="alice@example.com", password=PASSWORD)
         page.submit("signed-up")
         assert page.text("notice") == "Your account is ready."
@@ -107,7 +111,7 @@ def test_sign_up_pair_with_a_kiosk_code_see_consents_and_withdraw(
         assert "Given" in rows["presence_branch"] and "Given" in rows["activity"]
         assert "Not given" in rows["presence_partner"]
         row = browser.find_element(By.ID, "consent-activity")
-        row.find_element(By.CLASS_NAME, "withdraw").click()  # one click
+        to_next_page(browser, row.find_element(By.CLASS_NAME, "withdraw").click)  # one click
         page.shot("withdrawn")
         assert "Not given" in page.text("consent-activity")
         history = page.text("history")
@@ -147,7 +151,7 @@ def test_see_download_and_erase_your_data(
         page.tick("consent_activity")
         page.submit("paired")
 
-        browser.find_element(By.ID, "to-data").click()
+        page.follow("to-data")
         page.shot("data")
         assert browser.find_element(By.TAG_NAME, "h1").text == "Your data"
         assert WEARABLE in page.text("data-wearables")
@@ -160,10 +164,10 @@ def test_see_download_and_erase_your_data(
         assert [w["address"] for w in document["wearables"]] == [WEARABLE]
 
         page.fill(password=PASSWORD)
-        page.driver.find_element(By.ID, "erase").click()
+        page.follow("erase")
         page.shot("erase-confirm")
         assert browser.find_element(By.TAG_NAME, "h1").text == "Erase your data?"
-        browser.find_element(By.ID, "confirm-erase").click()
+        page.follow("confirm-erase")
         page.shot("erased")
         assert "are erased" in page.text("erased")
         assert page.text("receipt").isdigit()

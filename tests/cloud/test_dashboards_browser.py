@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from sqlalchemy import select
 
@@ -43,7 +42,12 @@ from tests.cloud.release_actions import Releases, releases_app
 from tests.cloud.test_analytics_api import import_for
 from tests.cloud.test_dashboards_apps import apply_for_loan
 from tests.cloud.test_dashboards_history import episode, send_app_campaign
-from tests.support.browser import console_errors, on_fresh_element, running_chromium
+from tests.support.browser import (
+    console_errors,
+    on_fresh_element,
+    running_chromium,
+    to_next_page,
+)
 
 LIMIT_S = 60.0  # a bound on waiting for the page under load, not a measurement
 ALICE = "C0:FF:EE:00:00:0A"
@@ -85,10 +89,14 @@ class Pages:
 
     def click(self, element_id: str) -> None:
         """Click a link or a form's button, and wait until the next page replaced this one."""
-        old = self.driver.find_element(By.TAG_NAME, "html")
         # a live region may be swapped between find and click: find it again
-        on_fresh_element(lambda: self.driver.find_element(By.ID, element_id).click(), element_id)
-        WebDriverWait(self.driver, LIMIT_S).until(staleness_of(old), "no new page")
+        to_next_page(
+            self.driver,
+            lambda: on_fresh_element(
+                lambda: self.driver.find_element(By.ID, element_id).click(), element_id
+            ),
+            LIMIT_S,
+        )
 
     def text(self, element_id: str) -> str:
         """The element's text; read again if a live update swapped the element meanwhile."""

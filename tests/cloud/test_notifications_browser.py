@@ -23,7 +23,7 @@ from cloud.offers import campaigns
 from tests.cloud.customer_actions import PASSWORD, database_of, sent_app_campaign
 from tests.cloud.dashboard_actions import add_customer
 from tests.cloud.fleet_actions import add_branches, served_app
-from tests.support.browser import console_errors, running_chromium
+from tests.support.browser import console_errors, running_chromium, to_next_page
 
 TEXT = "No fees abroad for a year"
 LIMIT_S = 60.0  # a bound on waiting for the page under load, not a measurement
@@ -63,8 +63,8 @@ def test_a_new_offer_appears_without_reload_and_is_accepted(
         browser.get(base + "/customer/signin")
         browser.find_element(By.ID, "email").send_keys("anna@example.com")
         browser.find_element(By.ID, "password").send_keys(PASSWORD)
-        browser.find_element(By.ID, "submit").click()
-        browser.find_element(By.ID, "to-notifications").click()
+        to_next_page(browser, browser.find_element(By.ID, "submit").click, LIMIT_S)
+        to_next_page(browser, browser.find_element(By.ID, "to-notifications").click, LIMIT_S)
         assert browser.find_element(By.TAG_NAME, "h1").text == "Notifications"
         assert browser.find_element(By.ID, "empty").is_displayed()
         assert not browser.find_element(By.ID, "unread-badge").is_displayed()
@@ -84,7 +84,7 @@ def test_a_new_offer_appears_without_reload_and_is_accepted(
         assert not browser.find_element(By.ID, "empty").is_displayed()
         browser.save_screenshot(str(shots / "arrived.png"))
 
-        item.find_element(By.CLASS_NAME, "accept").click()
+        to_next_page(browser, item.find_element(By.CLASS_NAME, "accept").click, LIMIT_S)
         answered = wait.until(
             lambda d: d.find_elements(By.CSS_SELECTOR, "#notifications .answer"),
             "the answer was not shown",

@@ -16,6 +16,9 @@ from typing import Any, TypeVar
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.environment import unavailable
 
@@ -94,3 +97,13 @@ def on_fresh_element(action: Callable[[], T], what: str, attempts: int = 10) -> 
             if not _swapped(exc):
                 raise
     raise AssertionError("%s kept being replaced" % what)
+
+
+def to_next_page(driver: Any, click: Callable[[], object], limit_s: float = 60.0) -> None:
+    """``click()`` (a link or a form's button) and wait until the page it leads to replaced
+    this one. ChromeDriver waits after a click only for a navigation already begun when the
+    click returns; a form's submission can begin just after, and the next find would read
+    the old page (seen in CI: the sign-in page's link looked for before it had gone)."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    click()
+    WebDriverWait(driver, limit_s).until(staleness_of(old), "no new page after the click")
