@@ -27,6 +27,7 @@ from cloud import (
     health,
     identity,
     ingest,
+    notifications,
     offers,
     people,
 )
@@ -59,6 +60,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     customers.init_app(app)
     bank.init_app(app)
     offers.init_app(app)
+    notifications.init_app(app)
     analytics.init_app(app)
     events.init_app(app)
     apps.init_app(app)

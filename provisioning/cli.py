@@ -35,6 +35,12 @@ COMMAND_GROUPS: dict[str, tuple[str, str, str, str]] = {
     "flash": ("provisioning.flash_cli", "flash", "field", "Flash and enroll an ESP32 or Pico W."),
     "gateway": ("edge.cli", "gateway", "gateway", "Enroll and inspect a Raspberry Pi gateway."),
     "kiosk": ("provisioning.kiosk_cli", "kiosk", "gateway", "Deploy a branch kiosk (a Pi)."),
+    "notifications": (
+        "cloud.notifications.cli",
+        "notifications",
+        "cloud",
+        "Push notifications: retry those given up.",
+    ),
     "offers": ("cloud.offers.cli", "offers", "cloud", "Campaigns and offers: create, target."),
 }
 

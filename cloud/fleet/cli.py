@@ -31,6 +31,12 @@ FLEET_COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "rollout": ("cloud.fleet.rollout_cli", "rollout", "cloud", "Staged rollouts of releases."),
     "beacons": ("cloud.fleet.beacon_cli", "beacons", "cloud", "Beacons of branches, merchants."),
     "merchants": ("cloud.fleet.beacon_cli", "merchants", "cloud", "Partner merchants."),
+    "rejections": (
+        "cloud.fleet.rejection_cli",
+        "rejections",
+        "cloud",
+        "Envelopes ingest refused, by gateway and reason.",
+    ),
     "replace": ("cloud.fleet.replacement_cli", "replace", "cloud", "Replace a failed gateway."),
     "decommission": (
         "cloud.fleet.replacement_cli",

@@ -18,6 +18,9 @@ which the pusher delivers to the bank's push gateway at least once (``pusher``,
 | ``webhook`` | ``WebhookChannel``: the bank's push gateway, JSON POSTs signed with HMAC-SHA256 |
 | ``inbox`` | stage, list, mark read, answer an offer (object-level: a customer's own only) |
 | ``offers`` | app and wearable campaigns: a rule's offer, and a send to the audience |
+| ``outbox`` | operating the outbox: its backlog, given-up notifications made due again |
+| ``metrics`` | the outbox's backlog on ``/metrics`` (gauges counted at each scrape) |
+| ``views``, ``cli`` | ``POST /api/notifications/push/retry``; ``bankiot notifications`` |
 
 A ``wearable`` notification cannot go to the wearable itself: the wearables here are BLE
 advertisers, which send and never receive. The app shows it and marks it for relay
@@ -26,6 +29,8 @@ paired with (``docs/customers.md``), and says so (``inbox.mark_relayed``).
 
 ``bankiot cloud up`` runs the pusher as a background task (``background``, on the channel of
 its ``PUSH_URL`` setting); ``bankiot events run`` runs one beside its worker.
+
+``init_app(app)`` registers the outbox's gauges on ``/metrics`` and the retry API.
 """
 
 from __future__ import annotations
@@ -36,7 +41,18 @@ from typing import TYPE_CHECKING
 from cloud.db import Database
 
 if TYPE_CHECKING:
+    from flask import Flask
+
     from cloud.up import Background
+
+
+def init_app(app: Flask) -> None:
+    """Install the outbox's gauges and the retry API on ``app`` (after ``fleet``, whose
+    refusals it answers with)."""
+    from cloud.notifications import metrics, views
+
+    app.register_blueprint(views.bp)
+    metrics.init_app(app)
 
 
 async def background(database: Database, stop: asyncio.Event, context: Background) -> None:

@@ -58,8 +58,15 @@ def backoff(attempt: int) -> dt.timedelta:
     return min(BACKOFF * 2 ** min(max(attempt - 1, 0), 16), BACKOFF_CAP)
 
 
-def _due(now: dt.datetime) -> ColumnElement[bool]:
+def due(now: dt.datetime) -> ColumnElement[bool]:
+    """Notifications a pass at ``now`` may take: not pushed, their ``next_push_at`` come."""
     return and_(Notification.pushed_at.is_(None), Notification.next_push_at <= now)
+
+
+def given_up() -> ColumnElement[bool]:
+    """Notifications no pass takes again: not pushed, no ``next_push_at``
+    (``outbox.requeue`` makes them due again)."""
+    return and_(Notification.pushed_at.is_(None), Notification.next_push_at.is_(None))
 
 
 def _push_of(row: Notification) -> Push:
@@ -91,7 +98,7 @@ class Pusher:
         with self.database.sessions() as session:
             rows = session.scalars(
                 select(Notification)
-                .where(_due(now))
+                .where(due(now))
                 .order_by(Notification.id)
                 .limit(self.batch)
                 .with_for_update(skip_locked=True)  # PostgreSQL; SQLite: the guard below
@@ -103,7 +110,7 @@ class Pusher:
                     .where(
                         Notification.id == row.id,
                         Notification.push_attempts == row.push_attempts,
-                        _due(now),
+                        due(now),
                     )
                     .values(push_attempts=attempt, next_push_at=now + backoff(attempt))
                     .execution_options(synchronize_session=False)
