@@ -29,6 +29,7 @@ from cloud import (
     ingest,
     notifications,
     offers,
+    pages,
     people,
 )
 from cloud.config import load_config, secret_key
@@ -65,4 +66,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     events.init_app(app)
     apps.init_app(app)
     dashboards.init_app(app)
+    app.register_blueprint(pages.assets)
     return app

@@ -1,5 +1,6 @@
-"""What server-rendered pages share: security headers, and CSRF tokens for forms sent
-before anyone is signed in.
+"""What server-rendered pages share: security headers, CSRF tokens for forms sent before
+anyone is signed in, and the scripts of every area's pages (``assets``: ``cloud/static``,
+served under ``/assets``; ``poll.js``, the live updates' polling).
 
 Signed-in forms carry a token bound to the session (``cloud.people.sessions.csrf_token``
 for staff, ``cloud.customers.accounts.csrf_token`` for customers). A sign-in form has no
@@ -16,10 +17,13 @@ import hashlib
 import hmac
 import secrets
 
-from flask import current_app, g, request
+from flask import Blueprint, current_app, g, request
 from werkzeug.wrappers import Response
 
 from cloud.people.sessions import cookie_secure
+
+# The scripts every area's pages share (registered by the app factory).
+assets = Blueprint("assets", __name__, static_folder="static", static_url_path="/assets")
 
 # The Content-Security-Policy of pages: this origin only, no inline script, no framing.
 # ``script`` pages may run this origin's scripts and fetch from it (live updates).
