@@ -9,6 +9,9 @@ The rules (one transaction each; the caller commits):
   is used up, and every wearable of the customer is bound (``cloud.fleet.bindings.bind``)
   to every branch the customer uses: the kiosk's branch and those of earlier pairings. The
   branches' gateways get the set in a sealed KEYS downlink on the supervisor's next pass.
+  The wearable's inventory record, if the bank registered it (a ``devices`` row of kind
+  ``wearable`` with its address), moves to the kiosk's branch with its open alerts
+  (``cloud.fleet.alerts.move_open_alerts``): that branch's staff look after it now.
 - ``change_consents``: records what changed (channel ``web``). While at least one purpose
   is consented the customer's wearables stay bound; when the last one is withdrawn they are
   unbound from every branch at once, and bound again when one is given again.
@@ -30,11 +33,14 @@ from dataclasses import dataclass
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
+from cloud import audit
 from cloud.customers import codes, consent
 from cloud.customers.models import Customer, CustomerWearable, PairingOffer
 from cloud.fleet import bindings
+from cloud.fleet.alerts import move_open_alerts
 from cloud.fleet.bindings_models import WearableBinding
 from cloud.fleet.errors import Invalid
+from cloud.fleet.models import Device
 from cloud.identity.keys import KeyWrapper
 
 KEEP_PURPOSE = "customer wearables"
@@ -175,6 +181,7 @@ def pair(
     wearable.key_sealed = _keep(ciphers, details.address, "key", details.key)
     wearable.paired_at = now
     wearable.branch_id = offer.branch_id
+    _move_device(session, customer.id, details.address, offer.branch_id)
     offer.used_at = now
     offer.customer_id = customer.id
     session.flush()
@@ -304,6 +311,25 @@ def _bind_all(session: Session, customer_id: int, now: dt.datetime, ciphers: Cip
                 now=now,
                 cipher=ciphers.bindings,
             )
+
+
+def _move_device(session: Session, customer_id: int, address: str, branch_id: int) -> None:
+    """The wearable's inventory record, if any, and its open alerts move to ``branch_id``
+    (audited: the inventory changes)."""
+    device = session.scalar(select(Device).where(Device.kind == "wearable", Device.uid == address))
+    if device is None or device.branch_id == branch_id:
+        return
+    before, device.branch_id = device.branch_id, branch_id
+    moved = move_open_alerts(session, device.id, branch_id)
+    audit.record(
+        session,
+        _actor(customer_id),
+        "device.move",
+        "device:%s" % address,
+        from_branch=before,
+        to_branch=branch_id,
+        open_alerts=moved,
+    )
 
 
 def _unbind_everywhere(session: Session, customer_id: int, address: str, now: dt.datetime) -> None:

@@ -354,6 +354,18 @@ def _new_row(device_id: int, branch_id: int, condition: Condition, now: dt.datet
     }
 
 
+def move_open_alerts(session: Session, device_id: int, branch_id: int) -> int:
+    """Put the device's open alerts under ``branch_id``, where the device has just moved, so
+    that branch's staff see them; resolved ones stay under the branch they were raised in
+    (history). In the caller's transaction, with the move itself; how many moved."""
+    result = session.execute(
+        update(Alert)
+        .where(Alert.device_id == device_id, Alert.state == OPEN, Alert.branch_id != branch_id)
+        .values(branch_id=branch_id)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def alert_check(config: Mapping[str, Any]) -> Callable[[Session, dt.datetime], CheckSummary]:
     """``check_alerts`` with the thresholds of the cloud's ``config`` (``ALERT_*`` keys), as
     a periodic check for the fleet supervisor (which commits). Raises
