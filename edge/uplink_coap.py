@@ -20,9 +20,12 @@ its next batch: at the latest its next health record (``health_interval_ms``, pl
 ``batch_max_delay_ms`` before its batch closes), so that is the longest a message waits
 once the cloud has it, plus the cloud's resend back-off if a
 response is lost.
-CoAP has no connection: ``connect`` makes the client context (a UDP socket) and
-``wait_lost`` never returns; a request that cannot be delivered (retransmissions exhausted,
-ICMP port unreachable) is what "down" means here. ``coaps://`` (DTLS) is not supported: the
+CoAP has no connection: ``connect`` makes the client context (a UDP socket) and asks the
+cloud for its resource list (``/.well-known/core``, RFC 6690, within ``PROBE_S``), so that the
+link counts as up only once the cloud answered (a kiosk's page would otherwise say "online"
+with the cloud down, on a UDP socket alone); ``wait_lost`` never returns; a request that
+cannot be delivered (retransmissions exhausted, ICMP port unreachable) is what "down" means
+here. ``coaps://`` (DTLS) is not supported: the
 cloud's CoAP ingest is plain CoAP, and the envelopes are sealed end to end either way.
 
 Logging: WARNING for a refused batch (its code and the cloud's one-line diagnostic).
@@ -47,6 +50,7 @@ log = logging.getLogger(__name__)
 RESOURCE = "batches"  # the CoAP Uri-Path, and the AAD of what comes back
 CONTENT_FORMAT_COSE_ENCRYPT0 = 16  # application/cose; cose-type="cose-encrypt0" (RFC 9052)
 CONTENT_FORMAT_CBOR = 60  # application/cbor: [ack, * message], each a sealed envelope
+PROBE_S = 10.0  # a cloud that does not list its resources within this is taken as down
 
 
 def envelopes(body: bytes, content_format: int | None) -> list[bytes]:
@@ -80,6 +84,7 @@ class CoapLink:
         self.timeout_s = timeout_s
         host_part = "[%s]" % host if ":" in host else host
         self.uri = "coap://%s:%d/%s" % (host_part, port, RESOURCE)
+        self.probe_uri = "coap://%s:%d/.well-known/core" % (host_part, port)
         self._context: aiocoap.Context | None = None
         self._on_downlink: DownlinkHandler | None = None
         self._closed = asyncio.Event()
@@ -93,13 +98,30 @@ class CoapLink:
         return cls(host, port, timeout_s=timeout_s)
 
     async def connect(self, on_downlink: DownlinkHandler) -> None:
-        """Make the client context (a UDP socket); ``LinkDown`` if the system refuses."""
+        """Make the client context (a UDP socket) and hear from the cloud (module
+        docstring); ``LinkDown`` if the system refuses or the cloud does not answer."""
         try:
-            self._context = await aiocoap.Context.create_client_context()
+            context = await aiocoap.Context.create_client_context()
         except OSError as exc:
             raise LinkDown("CoAP: no client socket: %s" % exc) from None
+        try:
+            await self._probe(context)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the link was never up: nothing to save
+                await context.shutdown()
+            raise
+        self._context = context
         self._on_downlink = on_downlink
         self._closed.clear()
+
+    async def _probe(self, context: aiocoap.Context) -> None:
+        """GET the cloud's ``/.well-known/core``: any answer means it is there."""
+        request = aiocoap.Message(code=Code.GET, uri=self.probe_uri)
+        try:
+            async with asyncio.timeout(min(self.timeout_s, PROBE_S)):
+                await context.request(request).response
+        except (error.Error, OSError, TimeoutError) as exc:
+            raise LinkDown("CoAP %s: the cloud does not answer: %s" % (self.uri, exc)) from None
 
     async def send(self, seq: int, envelope: bytes) -> None:
         """POST sealed batch ``seq`` (confirmable) and act on the answer (module docstring)."""

@@ -403,6 +403,29 @@ def test_with_the_broker_down_the_gateway_falls_back_to_coap_which_delivers(
     assert stored_by_transport(ingest) == {"coap": 9}
 
 
+def test_coap_counts_as_connected_only_once_the_cloud_answers(
+    database: Database, tmp_path: Path
+) -> None:
+    """CoAP has no connection, so connecting asks the cloud's resource list: with no cloud
+    on the port the link is down (a kiosk's page would otherwise say "online" with the cloud
+    stopped, as it did in CI); with the cloud there it connects."""
+    ingest = Ingest(database, Branch(tmp_path).keys())
+    coap_port = free_port(kind=socket.SOCK_DGRAM)
+
+    def ignore(_envelope: bytes, _resource: str) -> None:
+        return None
+
+    async def test() -> None:
+        link = CoapLink("127.0.0.1", coap_port, timeout_s=5.0)
+        with pytest.raises(LinkDown, match="the cloud does not answer"):
+            await link.connect(ignore)
+        async with cloud(ingest, coap_port=coap_port):
+            await link.connect(ignore)
+            await link.close()
+
+    run(test)
+
+
 @pytest.mark.mosquitto
 def test_batches_sealed_for_mqtt_go_over_coap_after_a_fallback_and_mqtt_is_taken_back(
     database: Database, mosquitto_factory: Callable[..., MosquittoBroker], tmp_path: Path
