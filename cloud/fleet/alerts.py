@@ -290,9 +290,9 @@ def check_alerts(session: Session, thresholds: Thresholds, now: dt.datetime) -> 
     open_alerts: dict[tuple[int, str], Any] = {
         (row.device_id, row.kind): row
         for row in session.execute(
-            select(Alert.id, Alert.device_id, Alert.kind, Alert.severity, Alert.detail).where(
-                Alert.state == OPEN
-            )
+            select(
+                Alert.id, Alert.device_id, Alert.kind, Alert.severity, Alert.detail, Alert.branch_id
+            ).where(Alert.state == OPEN)
         )
     }
     open_kinds: dict[int, set[str]] = defaultdict(set)
@@ -308,9 +308,18 @@ def check_alerts(session: Session, thresholds: Thresholds, now: dt.datetime) -> 
         current = open_alerts.get(key)
         if current is None:
             new.append(_new_row(device_id, branch_id, condition, now))
-        elif (current.severity, current.detail) != (condition.severity, condition.detail):
+        elif (current.severity, current.detail, current.branch_id) != (
+            condition.severity,
+            condition.detail,
+            branch_id,  # the device moved since it opened (``move_open_alerts`` raced a check)
+        ):
             changed.append(
-                {"b_id": current.id, "severity": condition.severity, "detail": condition.detail}
+                {
+                    "b_id": current.id,
+                    "severity": condition.severity,
+                    "detail": condition.detail,
+                    "branch": branch_id,
+                }
             )
 
     opened = _insert_open(session, new)
@@ -319,7 +328,11 @@ def check_alerts(session: Session, thresholds: Thresholds, now: dt.datetime) -> 
         statement = (
             update(Alert)
             .where(Alert.id == bindparam("b_id"), Alert.state == OPEN)
-            .values(severity=bindparam("severity"), detail=bindparam("detail"))
+            .values(
+                severity=bindparam("severity"),
+                detail=bindparam("detail"),
+                branch_id=bindparam("branch"),
+            )
         )
         # Core executemany: the ORM's bulk update by primary key would drop the state guard.
         updated = session.connection().execute(statement, changed).rowcount

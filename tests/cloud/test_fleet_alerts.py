@@ -9,14 +9,14 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
 from cloud.db import Database
 from cloud.fleet.alert_rules import Thresholds
 from cloud.fleet.alerts import Alert, CheckSummary, alert_check, check_alerts
-from cloud.fleet.models import Device
+from cloud.fleet.models import Branch, Device
 from cloud.ingest.models import utc
 from tests.cloud.alert_actions import START, Site, add_site_rows, alert_rows, open_alerts
 from tests.cloud.ingest_support import migrated
@@ -230,3 +230,22 @@ def test_thresholds_come_from_configuration(site: Site) -> None:
     assert (
         open_alerts(site.database)[(site.ids["gw-a"], "offline")][1]["offline_after_seconds"] == 600
     )
+
+
+def test_an_open_alert_follows_its_device_to_another_branch(site: Site) -> None:
+    """A device moved while its alert was open (a pairing at another branch's kiosk that
+    committed just after a check read the device): the next check puts the alert where the
+    device is, so the new branch's staff see it."""
+    gateway = site.ids["gw-a"]
+    site.reading("temperature", 21.5, "°C")
+    site.later(dt.timedelta(minutes=10))
+    assert site.check().opened == 1
+    add_site_rows(site.database, "south")  # a second branch, no devices
+    with site.database.sessions() as db:
+        south_id = db.scalar(select(Branch.id).where(Branch.code == "south"))
+        db.execute(update(Device).where(Device.id == gateway).values(branch_id=south_id))
+        db.commit()
+    site.later()
+    assert site.check() == CheckSummary(opened=0, updated=1, resolved=0, open=1)
+    with site.database.sessions() as db:
+        assert db.scalars(select(Alert.branch_id).where(Alert.state == "open")).all() == [south_id]
