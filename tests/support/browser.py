@@ -17,7 +17,6 @@ from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.environment import unavailable
@@ -106,4 +105,16 @@ def to_next_page(driver: Any, click: Callable[[], object], limit_s: float = 60.0
     the old page (seen in CI: the sign-in page's link looked for before it had gone)."""
     old = driver.find_element(By.TAG_NAME, "html")
     click()
-    WebDriverWait(driver, limit_s).until(staleness_of(old), "no new page after the click")
+
+    def gone(_driver: Any) -> bool:
+        # Selenium's staleness_of knows only StaleElementReferenceException; ChromeDriver
+        # may say the same as "does not belong to the document" (seen in CI): both mean gone.
+        try:
+            old.is_enabled()
+        except WebDriverException as exc:
+            if _swapped(exc):
+                return True
+            raise
+        return False
+
+    WebDriverWait(driver, limit_s).until(gone, "no new page after the click")
