@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from apiflask import APIBlueprint, Schema, abort
+from apiflask import APIBlueprint, Schema
 from apiflask.fields import Boolean, DateTime, Integer, List, Nested, String
 from apiflask.validators import OneOf, Range, Regexp
 
@@ -18,7 +18,7 @@ from cloud.fleet.schemas import DEFAULT_PAGE, MAX_PAGE
 from cloud.identity.schemas import UTCDateTime
 from cloud.ingest.rejections import UNKNOWN, RejectionFilters, summary
 from cloud.ingest.stats import REASONS
-from cloud.people.openapi import SECURITY, signed_in
+from cloud.people.openapi import SECURITY, signed_in, utc_param
 
 bp = APIBlueprint("ingest_rejections", __name__, tag="Ingest")
 
@@ -63,16 +63,6 @@ class RejectionsOut(Schema):
     )
 
 
-def _utc(moment: dt.datetime) -> dt.datetime:
-    """``moment`` in UTC (UTC if it has no offset); 422 if UTC cannot hold it."""
-    try:
-        if moment.tzinfo is None:
-            return moment.replace(tzinfo=dt.UTC)
-        return moment.astimezone(dt.UTC)
-    except OverflowError:
-        abort(422, "since %s is out of range" % moment.isoformat())
-
-
 @bp.get("/api/ingest/rejections")
 @require("operations")
 @bp.input(RejectionsQuery, location="query", arg_name="query")
@@ -86,7 +76,7 @@ def _utc(moment: dt.datetime) -> dt.datetime:
 def rejections(query: dict[str, Any]) -> dict[str, Any]:
     since = query.get("since")
     filters = RejectionFilters(
-        since=dt.datetime.now(dt.UTC) - DEFAULT_SINCE if since is None else _utc(since),
+        since=dt.datetime.now(dt.UTC) - DEFAULT_SINCE if since is None else utc_param(since),
         gateway=query.get("gateway"),
         reason=query.get("reason"),
         limit=query["limit"],

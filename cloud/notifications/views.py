@@ -5,10 +5,9 @@ customer's data is shown: ids and counts). Audited as ``notification.push.retry`
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
-from apiflask import APIBlueprint, Schema, abort
+from apiflask import APIBlueprint, Schema
 from apiflask.fields import DateTime, Integer, List, Nested, String
 from apiflask.validators import Length, Range
 
@@ -17,7 +16,7 @@ from cloud.db import session
 from cloud.identity.models import utcnow
 from cloud.identity.schemas import UTCDateTime
 from cloud.notifications.outbox import MAX_IDS, requeue, requeued_out
-from cloud.people.openapi import SECURITY, signed_in
+from cloud.people.openapi import SECURITY, signed_in, utc_param
 
 bp = APIBlueprint("notifications", __name__, tag="Notifications")
 
@@ -53,14 +52,6 @@ class RetryOut(Schema):
     )
 
 
-def _utc(moment: dt.datetime) -> dt.datetime:
-    """``moment`` in UTC (UTC if it has no offset); 422 if UTC cannot hold it."""
-    try:
-        return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
-    except OverflowError:
-        abort(422, "since %s is out of range" % moment.isoformat())
-
-
 @bp.post("/api/notifications/push/retry")
 @require("operations")
 @bp.input(RetryIn, location="json")
@@ -79,7 +70,7 @@ def retry(json_data: dict[str, Any]) -> dict[str, Any]:
         current_principal().actor,
         utcnow(),
         ids=json_data["ids"],
-        since=None if since is None else _utc(since),
+        since=None if since is None else utc_param(since),
     )
     db.commit()
     return requeued_out(done)

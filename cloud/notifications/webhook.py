@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import urllib.error
 import urllib.request
@@ -28,6 +27,7 @@ from urllib.parse import urlsplit
 
 from cloud.config import ConfigError
 from cloud.notifications.push import Push, PushFailed
+from cloud.people.sessions import is_loopback_host
 
 TIMEOUT = 5.0  # seconds for one POST: a gateway slower than this is tried again later
 SIGNATURE = "X-Bankiot-Signature"
@@ -36,15 +36,6 @@ IDEMPOTENCY = "Idempotency-Key"
 
 class PushConfigError(ConfigError):
     """``PUSH_URL`` or ``PUSH_SECRET`` cannot be used; one line."""
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_settings(url: str | None, secret: str | None) -> None:
@@ -59,7 +50,7 @@ def check_settings(url: str | None, secret: str | None) -> None:
         raise PushConfigError("push_url is not a URL") from None
     if not host or parts.scheme not in ("https", "http"):
         raise PushConfigError("push_url must be an https:// URL")
-    if parts.scheme == "http" and not _loopback(host):
+    if parts.scheme == "http" and not is_loopback_host(host):
         raise PushConfigError("push_url must be https:// (plain http only to this machine)")
     if not secret:
         raise PushConfigError("push_url is set but push_secret is not: pushes must be signed")

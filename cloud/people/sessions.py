@@ -96,7 +96,8 @@ def csrf_ok(secret: str) -> bool:
     return sent is not None and hmac.compare_digest(sent.encode(), csrf_token(secret).encode())
 
 
-def _loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine: where plain http is allowed."""
     if host == "localhost":
         return True
     try:
@@ -114,7 +115,7 @@ def cookie_secure() -> bool:
         return bool(configured)
     if current_app.testing:
         return False
-    return request.is_secure or not _loopback(urlsplit(request.host_url).hostname or "")
+    return request.is_secure or not is_loopback_host(urlsplit(request.host_url).hostname or "")
 
 
 def set_cookie(response: Response, secret: str, expires_at: dt.datetime) -> None:
